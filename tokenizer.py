@@ -1,0 +1,278 @@
+"""
+The joint vocabulary: text tokens (tiktoken), a few special tokens, then SNAC audio codes.
+This file is the one home of the SNAC frame layout; every other file imports it from here.
+
+SNAC 24 kHz gives three code levels at 1:2:4 rates (~12, ~23, ~47 Hz). One coarse frame
+(2048 samples = 85.3 ms) holds 1 + 2 + 4 = 7 codes, flattened depth-first:
+
+    level 0:  a                        position: 0
+    level 1:  b         e                        1, 4
+    level 2:  c   d     f   g                    2, 3, 5, 6
+    frame  =  [a, b, c, d, e, f, g]  =  L0[i], L1[2i], L2[4i], L2[4i+1], L1[2i+1], L2[4i+2], L2[4i+3]
+
+Vocabulary layout (ids, low to high):
+    [0, n_text)                          text ids from the tiktoken encoding
+    [n_text, n_text + N_SPECIAL)         special tokens (SPECIALS below)
+    [audio_offset, vocab_size)           audio codes, in one of two layouts:
+        'level':    one range of 4096 per level (3 x 4096 ids; a level's positions share embeddings)
+        'position': one range of 4096 per frame position (7 x 4096 ids, as Orpheus-TTS does)
+
+Run it to print a vocabulary and a TTS example:  python tokenizer.py --encoding=byte --layout=level
+"""
+import sys
+
+import numpy as np
+
+# -----------------------------------------------------------------------------
+# SNAC 24 kHz layout constants (the only place they are written)
+
+SAMPLE_RATE = 24000          # SNAC 24 kHz
+HOP = 512                    # samples per finest (level 2) step
+N_LEVELS = 3                 # RVQ levels
+CODEBOOK_SIZE = 4096         # codes per level
+LEVEL_RATES = (1, 2, 4)      # codes per coarse frame, per level
+FRAME_LEN = sum(LEVEL_RATES)  # 7 tokens per coarse frame
+FRAME_SAMPLES = HOP * LEVEL_RATES[-1]  # 2048 samples per coarse frame
+FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE  # 0.0853 s
+# (level, index within the frame's codes of that level) for each of the 7 positions, depth-first
+FRAME_ORDER = ((0, 0), (1, 0), (2, 0), (2, 1), (1, 1), (2, 2), (2, 3))
+POSITION_LEVEL = tuple(level for level, _ in FRAME_ORDER)  # (0, 1, 2, 2, 1, 2, 2)
+
+SPECIALS = ('<eos>', '<text>', '<audio>', '<desc>', '<pad>',
+            '<user>', '<assistant>', '<system>', '<reserved0>', '<reserved1>')  # roles reserved for chat
+N_SPECIAL = len(SPECIALS)
+LAYOUTS = {'level': N_LEVELS, 'position': FRAME_LEN}  # layout name -> number of 4096-id ranges
+ENCODINGS = ('byte', 'gpt2', 'cl100k_base')
+TASKS = ('tts', 'asr', 'text')
+
+# -----------------------------------------------------------------------------
+# flatten / unflatten: exact inverses, strict about shapes and ranges
+
+def check_codes(codes, where='codes'):
+    """Raise ValueError unless codes is an int array with every value in 0..4095."""
+    codes = np.asarray(codes)
+    if codes.size and not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(f"{where}: codes must be integers, got dtype {codes.dtype}")
+    bad = np.flatnonzero((codes < 0) | (codes >= CODEBOOK_SIZE))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{where}: code {int(codes.flat[i])} at index {i} is outside 0..{CODEBOOK_SIZE - 1}"
+                         f" ({bad.size} such codes)")
+    return codes.astype(np.int64)
+
+
+def flatten(levels):
+    """[L0 (T,), L1 (2T,), L2 (4T,)] -> (7T,) raw codes in depth-first frame order."""
+    if len(levels) != N_LEVELS:
+        raise ValueError(f"expected {N_LEVELS} code levels, got {len(levels)}")
+    levels = [check_codes(np.asarray(l).reshape(-1), f"level {k}") for k, l in enumerate(levels)]
+    T = len(levels[0])
+    for k, rate in enumerate(LEVEL_RATES):
+        if len(levels[k]) != rate * T:
+            raise ValueError(f"level lengths must be 1:2:4, got {[len(l) for l in levels]} "
+                             f"(level {k} should have {rate * T} codes)")
+    per_frame = [l.reshape(T, rate) for l, rate in zip(levels, LEVEL_RATES)]  # (T, rate) each
+    cols = [per_frame[level][:, j] for level, j in FRAME_ORDER]
+    return np.stack(cols, axis=1).reshape(-1)  # (T, 7) -> (7T,)
+
+
+def unflatten(flat):
+    """(7T,) raw codes in depth-first frame order -> [L0 (T,), L1 (2T,), L2 (4T,)]."""
+    flat = check_codes(np.asarray(flat).reshape(-1), 'flat codes')
+    if len(flat) % FRAME_LEN:
+        raise ValueError(f"{len(flat)} codes is not a whole number of {FRAME_LEN}-code frames "
+                         f"({len(flat) % FRAME_LEN} left over)")
+    frames = flat.reshape(-1, FRAME_LEN)  # (T, 7)
+    levels = []
+    for level, rate in enumerate(LEVEL_RATES):
+        cols = [p for p, (lv, _) in enumerate(FRAME_ORDER) if lv == level]  # in j order by construction
+        levels.append(np.ascontiguousarray(frames[:, cols]).reshape(-1))
+    return levels
+
+# -----------------------------------------------------------------------------
+# text encodings
+
+def byte_encoding():
+    """A tiktoken encoding over the 256 single bytes: builds locally, no download."""
+    import tiktoken
+    return tiktoken.Encoding(name='byte', pat_str=r"[\s\S]",
+                             mergeable_ranks={bytes([i]): i for i in range(256)}, special_tokens={})
+
+
+def get_encoding(name):
+    if name not in ENCODINGS:
+        raise ValueError(f"unknown text encoding {name!r}; choose one of {ENCODINGS}")
+    if name == 'byte':
+        return byte_encoding()
+    import tiktoken
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as e:  # tiktoken fetches its BPE files on first use
+        raise RuntimeError(f"could not load tiktoken encoding {name!r} ({type(e).__name__}: {e}). "
+                           f"It downloads its files on first use; offline, use --encoding=byte") from e
+
+# -----------------------------------------------------------------------------
+# the joint vocabulary
+
+class Tokenizer:
+    """Text + special + audio ids. Build from names, or from the dict that to_dict() wrote."""
+
+    def __init__(self, encoding='byte', layout='level'):
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown audio layout {layout!r}; choose one of {tuple(LAYOUTS)}")
+        self.encoding, self.layout = encoding, layout
+        self.enc = get_encoding(encoding)
+        self.n_text = self.enc.n_vocab
+        self.special = {name: self.n_text + i for i, name in enumerate(SPECIALS)}
+        self.eos, self.text, self.audio, self.desc, self.pad = (self.special[s] for s in SPECIALS[:5])
+        self.audio_offset = self.n_text + N_SPECIAL
+        self.n_audio = LAYOUTS[layout] * CODEBOOK_SIZE
+        self.vocab_size = self.audio_offset + self.n_audio
+        # first id of the code range used at each of the 7 frame positions
+        ranges = POSITION_LEVEL if layout == 'level' else range(FRAME_LEN)
+        self.position_offset = np.array([self.audio_offset + r * CODEBOOK_SIZE for r in ranges], dtype=np.int64)
+
+    # --- description, carried by meta.json and every checkpoint
+    def to_dict(self):
+        return dict(encoding=self.encoding, layout=self.layout, n_text=self.n_text, special=self.special,
+                    audio_offset=self.audio_offset, codebook_size=CODEBOOK_SIZE, frame_len=FRAME_LEN,
+                    vocab_size=self.vocab_size)
+
+    @classmethod
+    def from_dict(cls, d):
+        tok = cls(d['encoding'], d['layout'])
+        if tok.to_dict() != {**d, 'special': {k: int(v) for k, v in d['special'].items()}}:
+            raise ValueError(f"vocabulary description does not rebuild: stored {d}, rebuilt {tok.to_dict()}")
+        return tok
+
+    def __eq__(self, other):
+        return isinstance(other, Tokenizer) and self.to_dict() == other.to_dict()
+
+    # --- text
+    def encode_text(self, s):
+        return self.enc.encode_ordinary(s)
+
+    def decode_text(self, ids):
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < self.n_text]
+        if bad:
+            raise ValueError(f"id {bad[0]} is not a text id (text ids are 0..{self.n_text - 1})")
+        return self.enc.decode(ids, errors='replace')
+
+    # --- audio
+    def is_audio(self, ids):
+        ids = np.asarray(ids)
+        return (ids >= self.audio_offset) & (ids < self.vocab_size)
+
+    def audio_ids(self, flat):
+        """(7T,) raw codes -> (7T,) vocabulary ids."""
+        flat = check_codes(np.asarray(flat).reshape(-1), 'flat codes')
+        if len(flat) % FRAME_LEN:
+            raise ValueError(f"{len(flat)} codes is not a whole number of {FRAME_LEN}-code frames")
+        pos = np.arange(len(flat)) % FRAME_LEN
+        return flat + self.position_offset[pos]
+
+    def audio_codes(self, ids, start_position=0):
+        """(7T,) vocabulary ids of an audio span -> (7T,) raw codes. Every id must be the right range
+        for its frame position; start_position is the frame position of ids[0]."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        pos = (np.arange(len(ids)) + start_position) % FRAME_LEN
+        codes = ids - self.position_offset[pos]
+        bad = np.flatnonzero((codes < 0) | (codes >= CODEBOOK_SIZE))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"id {int(ids[i])} at index {i} of the audio span is not an audio id for frame "
+                             f"position {pos[i]} (expects {self.position_offset[pos[i]]}.."
+                             f"{self.position_offset[pos[i]] + CODEBOOK_SIZE - 1})")
+        return codes
+
+    def legal_audio_range(self, position):
+        """[lo, hi) of the ids allowed at frame position 0..6: the grammar mask uses it."""
+        lo = int(self.position_offset[position])
+        return lo, lo + CODEBOOK_SIZE
+
+    # --- task sequences, built here and only here
+    def tts(self, text, flat_codes, desc=None):
+        """<desc> d <text> t <audio> codes <eos>; the target span is the audio and <eos>."""
+        prefix = ([self.desc] + self.encode_text(desc) if desc else []) + [self.text] + self.encode_text(text) + [self.audio]
+        return self._example(prefix, list(self.audio_ids(flat_codes)) + [self.eos])
+
+    def asr(self, flat_codes, text):
+        """<audio> codes <text> t <eos>; the target span is the transcript and <eos>."""
+        prefix = [self.audio] + list(self.audio_ids(flat_codes)) + [self.text]
+        return self._example(prefix, self.encode_text(text) + [self.eos])
+
+    def plain(self, text):
+        """<text> t <eos>; every token after the marker is a target."""
+        return self._example([self.text], self.encode_text(text) + [self.eos])
+
+    def _example(self, prefix, target):
+        ids = np.array(prefix + target, dtype=np.int64)
+        target_mask = np.zeros(len(ids), dtype=bool)  # True where the token is part of the target span
+        target_mask[len(prefix):] = True
+        return ids, target_mask
+
+    def tts_prompt(self, text, desc=None):
+        return self.tts(text, np.zeros(0, dtype=np.int64), desc)[0][:-1]  # drop the <eos>
+
+    def asr_prompt(self, flat_codes):
+        return self.asr(flat_codes, '')[0][:-1]
+
+    # --- reading a generated stream back
+    def split(self, ids):
+        """Cut ids into [(kind, payload)] with kind in 'text', 'audio', 'desc', 'special'.
+        Audio payloads are raw flat codes, whole frames only: a partial trailing frame is dropped
+        and reported in the returned warnings, never raised. Returns (pieces, warnings)."""
+        pieces, warnings, kind, buf = [], [], 'text', []
+
+        def close():
+            nonlocal buf
+            if kind == 'audio':
+                whole = len(buf) - len(buf) % FRAME_LEN
+                if whole < len(buf):
+                    warnings.append(f"dropped a partial trailing frame of {len(buf) - whole} audio tokens")
+                if whole:
+                    try:
+                        pieces.append(('audio', self.audio_codes(buf[:whole])))
+                    except ValueError as e:
+                        warnings.append(f"dropped an audio span: {e}")
+            elif buf:
+                text_ids = [i for i in buf if i < self.n_text]
+                if len(text_ids) < len(buf):
+                    warnings.append(f"dropped {len(buf) - len(text_ids)} non-text ids inside a {kind} span")
+                pieces.append((kind, self.decode_text(text_ids)))
+            buf = []
+
+        for i in (int(x) for x in ids):
+            if i == self.audio or i == self.text or i == self.desc:
+                close()
+                kind = {self.audio: 'audio', self.text: 'text', self.desc: 'desc'}[i]
+            elif i == self.eos:
+                close()
+                break
+            elif self.n_text <= i < self.audio_offset:
+                close()
+                pieces.append(('special', SPECIALS[i - self.n_text]))
+            elif not 0 <= i < self.vocab_size:
+                raise ValueError(f"id {i} is outside the vocabulary (size {self.vocab_size})")
+            else:
+                buf.append(i)
+        close()
+        return pieces, warnings
+
+
+def token_dtype(vocab_size):
+    """uint16 while the vocabulary fits, else uint32."""
+    return np.uint16 if vocab_size <= 2 ** 16 else np.uint32
+
+
+if __name__ == '__main__':
+    opts = dict(a[2:].split('=', 1) for a in sys.argv[1:] if a.startswith('--') and '=' in a)
+    tok = Tokenizer(opts.get('encoding', 'byte'), opts.get('layout', 'level'))
+    print(tok.to_dict())
+    rng = np.random.default_rng(0)
+    levels = [rng.integers(0, CODEBOOK_SIZE, r * 2) for r in LEVEL_RATES]
+    ids, mask = tok.tts('hello there', flatten(levels), desc='a calm voice')
+    print('tts example:', ids.tolist())
+    print('target mask:', mask.astype(int).tolist())
+    print('split back:', tok.split(ids)[0])
