@@ -1,0 +1,308 @@
+"""
+A decoder-only transformer over the joint text + SNAC vocabulary (see tokenizer.py for the layout).
+
+Notable choices:
+- one embedding table over text ids, special ids and audio codes; the table is padded to a multiple of 64
+  rows for fast matmuls, and the padded ids are never sampled
+- pre-norm blocks with RMSNorm (no learnable scale), rotary position embeddings, causal attention through
+  scaled_dot_product_attention, a GELU MLP, no biases, optional weight tying (on by default)
+- forward(idx, targets) returns (logits, loss); targets equal to IGNORE_INDEX (-1) carry no loss, which
+  is how training puts the loss on the target span only (TTS: the audio, ASR: the transcript)
+- a static KV cache the gpt-fast way: preallocated buffers, prefill then one-token decode; `forward_naive`
+  recomputes everything and is kept as the reference the tests compare against
+- generate() takes a logits hook, so sample.py can apply the audio frame grammar
+
+Run it to print a model's parameter counts and FLOPs:  python model.py --n_layer=4 --n_embd=256
+"""
+import math
+import sys
+from dataclasses import dataclass, asdict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IGNORE_INDEX = -1
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 12554      # the real vocabulary size (Tokenizer.vocab_size); the table is padded
+    block_size: int = 1024       # longest sequence the model is trained on
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    rope_theta: float = 10000.0
+    tie_weights: bool = True     # share the embedding with the output layer
+    dropout: float = 0.0
+
+    @property
+    def padded_vocab_size(self):
+        return (self.vocab_size + 63) // 64 * 64
+
+
+def rms_norm(x):
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def rotary_tables(head_dim, max_len, theta):
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    freqs = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (T, hd/2)
+    return freqs.cos(), freqs.sin()
+
+
+def apply_rotary(x, cos, sin):
+    # x: (B, nh, T, hd); cos, sin: (T, hd/2). Rotate pairs (first half, second half) of each head.
+    x1, x2 = x.float().chunk(2, dim=-1)
+    out = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return out.type_as(x)
+
+
+class KVCache(nn.Module):
+    """Preallocated keys and values for one layer; positions [0, length) are valid."""
+
+    def __init__(self, batch_size, max_len, n_head, head_dim, dtype):
+        super().__init__()
+        shape = (batch_size, n_head, max_len, head_dim)
+        self.register_buffer('k', torch.zeros(shape, dtype=dtype), persistent=False)
+        self.register_buffer('v', torch.zeros(shape, dtype=dtype), persistent=False)
+
+    def update(self, start, k, v):
+        end = start + k.size(2)
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        self.n_head, self.head_dim = config.n_head, config.n_embd // config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.dropout = config.dropout
+        self.cache = None
+
+    def forward(self, x, cos, sin, start=None, mask=None):
+        B, T, C = x.size()
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if start is not None:  # inference with the cache: attend to everything written so far
+            k, v = self.cache.update(start, k, v)
+        dropout = self.dropout if self.training else 0.0
+        if mask is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        else:  # a single new token attends to all the cache; a fresh sequence is causal
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=dropout)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.proj(y)
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.proj(F.gelu(self.fc(x), approximate='tanh'))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.attn = CausalSelfAttention(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cos, sin, start=None, mask=None):
+        x = x + self.attn(rms_norm(x), cos, sin, start, mask)
+        return x + self.mlp(rms_norm(x))
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        cos, sin = rotary_tables(config.n_embd // config.n_head, config.block_size, config.rope_theta)
+        self.register_buffer('cos', cos, persistent=False)
+        self.register_buffer('sin', sin, persistent=False)
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer) so the residual stream keeps its size
+        for name, p in self.named_parameters():
+            if name.endswith('proj.weight'):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    # --- sizes and costs
+    def num_params(self, non_embedding=True):
+        """Parameter count. Non-embedding (the scaling-law convention used here) leaves out the token
+        embedding and the output layer: with a joint vocabulary of ~12k+ ids they dominate small models."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wte.weight.numel()
+            if not self.config.tie_weights:
+                n -= self.lm_head.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len=None):
+        """Training FLOPs per token (forward + backward = 3x forward), output layer included:
+        6 * (non-embedding params + output layer) + 12 * n_layer * n_embd * seq_len for attention
+        (Kaplan et al. 2020, PaLM appendix B)."""
+        c = self.config
+        T = seq_len or c.block_size
+        matmul_params = self.num_params(non_embedding=True) + c.n_embd * c.padded_vocab_size
+        return 6 * matmul_params + 12 * c.n_layer * c.n_embd * T
+
+    def estimate_mfu(self, tokens_per_second, peak_flops, seq_len=None):
+        """Model FLOPs utilisation: achieved training FLOP/s over the device's peak."""
+        return self.flops_per_token(seq_len) * tokens_per_second / peak_flops
+
+    # --- training / full-sequence forward
+    def forward(self, idx, targets=None, start=None, mask=None):
+        """idx (B, T) -> (logits, loss). With targets: logits for every position and the mean loss over
+        targets != IGNORE_INDEX. Without: logits for the last position only (B, 1, V).
+        start: write into the KV cache from this position (inference; see setup_cache)."""
+        B, T = idx.size()
+        pos0 = 0 if start is None else start
+        assert pos0 + T <= self.config.block_size, f"sequence of {pos0 + T} tokens exceeds block_size {self.config.block_size}"
+        cos, sin = self.cos[pos0:pos0 + T], self.sin[pos0:pos0 + T]
+        x = self.drop(self.wte(idx))  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, cos, sin, start, mask)
+        x = rms_norm(x)
+        if targets is None:
+            return self.lm_head(x[:, -1:, :])[..., :self.config.vocab_size], None  # (B, 1, V)
+        logits = self.lm_head(x)  # (B, T, Vpad)
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        return logits[..., :self.config.vocab_size], loss
+
+    def forward_naive(self, idx):
+        """All-position logits (B, T, V) without any cache: the reference for tests."""
+        x = self.wte(idx)
+        cos, sin = self.cos[:idx.size(1)], self.sin[:idx.size(1)]
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        return self.lm_head(rms_norm(x))[..., :self.config.vocab_size]
+
+    # --- inference with a static KV cache
+    def setup_cache(self, batch_size, max_len=None, dtype=None):
+        max_len = max_len or self.config.block_size
+        dtype = dtype or self.wte.weight.dtype
+        device = self.wte.weight.device
+        for block in self.blocks:
+            a = block.attn
+            a.cache = KVCache(batch_size, max_len, a.n_head, a.head_dim, dtype).to(device)
+
+    def prefill(self, idx, valid=None):
+        """Run the prompt (B, T) through the model, filling the cache from position 0. valid (B, T) bool
+        marks real tokens of left-padded prompts; padding is never attended to. Returns last logits (B, V)."""
+        mask = None
+        if valid is not None and not bool(valid.all()):
+            T = idx.size(1)
+            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+            mask = (causal[None] & valid[:, None, :])[:, None]  # (B, 1, T, T)
+            mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)  # a pad query sees itself: no NaN
+        logits, _ = self(idx, start=0, mask=mask)
+        return logits[:, -1, :]
+
+    def decode_one(self, token, pos, valid=None):
+        """One new token per row (B, 1) at position pos, attending to the cache. Returns logits (B, V)."""
+        mask = None if valid is None else valid[:, None, None, :pos + 1]  # (B, 1, 1, pos+1)
+        logits, _ = self(token, start=pos, mask=mask)
+        return logits[:, -1, :]
+
+    @torch.inference_mode()
+    def generate_tokens(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+                        logits_hook=None, stop_token=None, valid=None):
+        """Yield (B,) new tokens one step at a time (a generator, so streaming needs no threads).
+        logits_hook(logits (B, V), seq (B, t)) -> logits lets the caller mask what may come next.
+        Rows that emitted stop_token keep emitting it; the generator ends when all rows have."""
+        B, T = idx.size()
+        assert T + max_new_tokens <= self.config.block_size, \
+            f"prompt {T} + {max_new_tokens} new tokens exceeds block_size {self.config.block_size}"
+        gen = torch.Generator(device=idx.device)
+        gen.manual_seed(seed if seed is not None else torch.seed())
+        self.setup_cache(B, T + max_new_tokens)
+        if valid is not None:
+            valid = torch.cat([valid, torch.ones(B, max_new_tokens, dtype=torch.bool, device=idx.device)], 1)
+        seq = idx
+        done = torch.zeros(B, dtype=torch.bool, device=idx.device)
+        logits = self.prefill(idx, None if valid is None else valid[:, :T])
+        for step in range(max_new_tokens):
+            if logits_hook is not None:
+                logits = logits_hook(logits, seq)
+            nxt = sample_logits(logits, temperature, top_k, top_p, gen)  # (B,)
+            if stop_token is not None:
+                nxt = torch.where(done, torch.full_like(nxt, stop_token), nxt)
+                done = done | (nxt == stop_token)
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+            yield nxt
+            if stop_token is not None and bool(done.all()):
+                return
+            if step + 1 < max_new_tokens:
+                logits = self.decode_one(nxt[:, None], T + step, valid)
+
+    def generate(self, idx, max_new_tokens, **kwargs):
+        """(B, T) prompt -> (B, T + n) with the generated tokens appended."""
+        new = list(self.generate_tokens(idx, max_new_tokens, **kwargs))
+        return torch.cat([idx] + [t[:, None] for t in new], dim=1)
+
+    # --- optimizer
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        """AdamW with decay on matrices only (not on norms, which have no weights here, or on 1-D params)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
+        fused = device_type == 'cuda'
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+
+
+def sample_logits(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """(B, V) logits -> (B,) ids. temperature 0 means greedy."""
+    logits = logits.float()
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float('-inf'))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop = cum - sorted_logits.softmax(dim=-1) > top_p  # keep the smallest set whose mass reaches top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float('-inf'))
+        logits = torch.full_like(logits, float('-inf')).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+def model_from_checkpoint(ckpt, device='cpu'):
+    """Rebuild a GPT from a checkpoint dict (train.py writes 'model_args' and 'model')."""
+    model = GPT(GPTConfig(**ckpt['model_args']))
+    model.load_state_dict(ckpt['model'])
+    return model.to(device).eval()
+
+
+if __name__ == '__main__':
+    from configurator import apply_overrides
+    cfg = apply_overrides(asdict(GPTConfig()), sys.argv[1:])
+    model = GPT(GPTConfig(**cfg))
+    print(model.config)
+    print(f"parameters: {model.num_params(False) / 1e6:.2f} M total, {model.num_params() / 1e6:.2f} M non-embedding")
+    print(f"training FLOPs per token at block_size: {model.flops_per_token() / 1e6:.1f} M")
