@@ -187,9 +187,9 @@ class GPT(nn.Module):
         x = rms_norm(x)
         if targets is None:
             return self.lm_head(x[:, -1:, :])[..., :self.config.vocab_size], None  # (B, 1, V)
-        logits = self.lm_head(x)  # (B, T, Vpad)
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
-        return logits[..., :self.config.vocab_size], loss
+        logits = self.lm_head(x)[..., :self.config.vocab_size]  # (B, T, V): padded ids take no probability mass
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        return logits, loss
 
     def forward_naive(self, idx):
         """All-position logits (B, T, V) without any cache: the reference for tests."""

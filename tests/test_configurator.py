@@ -1,0 +1,54 @@
+import pytest
+
+from configurator import apply_overrides, parse_config_file
+
+DEFAULTS = dict(batch_size=8, learning_rate=1e-3, compile=False, out_dir='out', device='auto', extra=None)
+
+
+def test_overrides_apply_in_order_and_parse_types(tmp_path):
+    cfg_file = tmp_path / 'c.py'
+    cfg_file.write_text('"""a config"""\n# comment\nbatch_size = 16\nout_dir = "out/x"\n')
+    cfg = apply_overrides(DEFAULTS, [str(cfg_file), '--batch_size=4', '--compile=True', '--extra=[1, 2]'])
+    assert cfg == dict(DEFAULTS, batch_size=4, out_dir='out/x', compile=True, extra=[1, 2])
+    assert DEFAULTS['batch_size'] == 8  # the defaults are not touched
+
+
+def test_int_accepted_for_float_and_plain_strings():
+    cfg = apply_overrides(DEFAULTS, ['--learning_rate=3', '--device=cpu'])
+    assert cfg['learning_rate'] == 3.0 and isinstance(cfg['learning_rate'], float) and cfg['device'] == 'cpu'
+
+
+@pytest.mark.parametrize('arg, message', [
+    ('--batchsize=4', "unknown config key 'batchsize'"),
+    ('--batch_size=0.5', 'batch_size expects int'),
+    ('--compile=yes', 'compile expects True or False'),
+    ('--learning_rate=fast', 'learning_rate expects float'),
+    ('--batch_size', 'write overrides as --key=value'),
+])
+def test_bad_overrides_rejected(arg, message):
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(DEFAULTS, [arg])
+
+
+def test_config_file_must_be_pure_assignments(tmp_path):
+    bad = tmp_path / 'bad.py'
+    bad.write_text('import os\nbatch_size = 2\n')
+    with pytest.raises(ValueError, match='bad.py:1: a config file holds only'):
+        parse_config_file(str(bad))
+    bad.write_text('batch_size = 2 * 8\n')
+    with pytest.raises(ValueError, match='not a plain literal'):
+        parse_config_file(str(bad))
+
+
+def test_derived_values_follow_overrides():
+    from train import DEFAULTS as TRAIN, learning_rate
+    cfg = apply_overrides(TRAIN, ['--max_iters=100', '--warmup_iters=10', '--learning_rate=1', '--min_lr=0.1'])
+    assert learning_rate(0, cfg) == 0.1 and learning_rate(9, cfg) == 1.0  # warmup follows the overrides
+    assert abs(learning_rate(100, cfg) - 0.1) < 1e-12 and learning_rate(55, cfg) == 0.55  # cosine ends at max_iters
+
+
+def test_shipped_configs_parse_against_train_defaults():
+    import glob
+    from train import DEFAULTS as TRAIN
+    for path in glob.glob('config/train_*.py'):
+        apply_overrides(TRAIN, [path])

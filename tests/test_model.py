@@ -1,0 +1,91 @@
+import torch
+
+from model import GPT, GPTConfig, IGNORE_INDEX, sample_logits
+
+
+def tiny(vocab=300, block=64, **kw):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=vocab, block_size=block, n_layer=2, n_head=2, n_embd=32, **kw)).eval()
+
+
+def test_kv_cache_matches_full_forward_for_every_prompt_length():
+    model = tiny()
+    idx = torch.randint(0, 300, (2, 24), generator=torch.Generator().manual_seed(1))
+    full = model.forward_naive(idx)  # (B, T, V)
+    with torch.no_grad():
+        for n in range(1, 24):
+            model.setup_cache(2, 32)
+            assert (model.prefill(idx[:, :n]) - full[:, n - 1]).abs().max() < 1e-4
+            for t in range(n, 24):
+                assert (model.decode_one(idx[:, t:t + 1], t) - full[:, t]).abs().max() < 1e-4
+
+
+def test_left_padded_batch_matches_single_prompts():
+    model = tiny()
+    a, b = torch.randint(0, 300, (1, 9)), torch.randint(0, 300, (1, 5))
+    batch = torch.cat([a, torch.cat([torch.zeros(1, 4, dtype=torch.long), b], 1)])
+    valid = torch.ones(2, 9, dtype=torch.bool)
+    valid[1, :4] = False
+    out = model.generate(batch, 6, temperature=0, valid=valid)
+    assert torch.equal(out[0, 9:], model.generate(a, 6, temperature=0)[0, 9:])
+    assert torch.equal(out[1, 9:], model.generate(b, 6, temperature=0)[0, 5:])
+
+
+def test_generate_reproducible_with_seed_and_hook_applies():
+    model = tiny()
+    idx = torch.randint(0, 300, (3, 4))
+    kw = dict(temperature=1.0, top_k=50, top_p=0.9)
+    assert torch.equal(model.generate(idx, 12, seed=7, **kw), model.generate(idx, 12, seed=7, **kw))
+
+    def only_even(logits, seq):
+        return logits.masked_fill(torch.arange(logits.size(-1)) % 2 == 1, float('-inf'))
+    out = model.generate(idx, 12, seed=3, logits_hook=only_even)
+    assert (out[:, 4:] % 2 == 0).all()
+
+
+def test_stop_token_ends_generation():
+    model = tiny()
+
+    def stop_at_third(logits, seq):
+        forced = 5 if seq.size(1) >= 6 else 7
+        return torch.full_like(logits, float('-inf')).index_fill(1, torch.tensor([forced]), 0.0)
+    out = model.generate(torch.zeros(2, 4, dtype=torch.long), 20, stop_token=5, logits_hook=stop_at_third)
+    assert out[:, 4:].tolist() == [[7, 7, 5]] * 2
+
+
+def test_padded_vocab_never_sampled_and_top_k():
+    model = tiny(vocab=300)
+    assert model.config.padded_vocab_size == 320
+    logits, _ = model(torch.zeros(1, 3, dtype=torch.long))
+    assert logits.shape == (1, 1, 300)
+    logits = torch.tensor([[0.0, 5.0, 4.0, -1.0]])
+    picks = {sample_logits(logits, 1.0, top_k=2, generator=torch.Generator().manual_seed(s)).item() for s in range(50)}
+    assert picks == {1, 2}
+    assert sample_logits(logits, 0).item() == 1
+
+
+def test_ignore_index_and_param_counts():
+    model = tiny()
+    x = torch.randint(0, 300, (2, 8))
+    y = torch.full((2, 8), IGNORE_INDEX)
+    y[:, -1] = 3
+    _, loss = model(x, y)
+    logits = model.forward_naive(x)
+    expected = torch.nn.functional.cross_entropy(logits[:, -1], y[:, -1])
+    assert abs(loss.item() - expected.item()) < 1e-4
+    n_emb = 320 * 32
+    assert model.num_params(False) - model.num_params() == n_emb
+    assert model.num_params() == 2 * (4 * 32 * 32 + 8 * 32 * 32)
+
+
+def test_tiny_model_overfits_one_batch():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=300, block_size=16, n_layer=2, n_head=2, n_embd=32))
+    x = torch.randint(0, 300, (2, 17))
+    opt = model.configure_optimizers(0.0, 1e-2, (0.9, 0.95), 'cpu')
+    for _ in range(60):
+        _, loss = model(x[:, :-1], x[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1  # from ln(300) = 5.7

@@ -1,0 +1,90 @@
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from configurator import apply_overrides
+from fixtures import write_synthetic_dataset
+from model import model_from_checkpoint
+from tokenizer import Tokenizer
+import train
+
+TINY = ['--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=128', '--batch_size=4', '--dtype=float32',
+        '--compile=False', '--eval_examples=8', '--log_interval=1', '--threads=1', '--warmup_iters=2']
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('data')
+    write_synthetic_dataset(str(root / 'syn'))
+    return str(root)
+
+
+def run(data_root, out_dir, *args):
+    cfg = apply_overrides(train.DEFAULTS, [f'--data_root={data_root}', '--dataset=syn', f'--out_dir={out_dir}', *TINY, *args])
+    return train.train(cfg)
+
+
+def test_loss_falls_and_checkpoint_stands_alone(data_root, tmp_path):
+    result = run(data_root, tmp_path, '--max_iters=40', '--eval_interval=40', '--learning_rate=3e-3', '--eval_examples=48')
+    first, last = sum(result['losses'][:3]) / 3, sum(result['losses'][-3:]) / 3
+    assert last < first - 1.0, result['losses']
+    assert set(result['val']) == {'loss', 'audio', 'text', 'task_tts', 'task_asr', 'task_text'}
+    assert result['val']['audio'] < 8.32  # below the uniform line over 4096 codes
+    # sampling code needs nothing but the checkpoint: no config file, no data folder
+    ckpt = torch.load(tmp_path / 'ckpt.pt', map_location='cpu', weights_only=False)
+    model, tok = model_from_checkpoint(ckpt), Tokenizer.from_dict(ckpt['vocab'])
+    prompt = torch.tensor(tok.tts_prompt('red cat'))[None]
+    assert model.generate(prompt, 5, temperature=0).shape == (1, len(prompt[0]) + 5)
+    assert not any(k.startswith('_orig_mod.') for k in ckpt['model'])
+    assert ckpt['step'] == 40 and ckpt['config']['max_iters'] == 40
+    assert not os.path.exists(tmp_path / 'ckpt.pt.tmp')
+
+
+def test_resume_continues_bit_identically(data_root, tmp_path):
+    # wsd without decay keeps the learning rate independent of max_iters, so 4 + 4 steps see the same schedule as 8
+    sched = ['--schedule=wsd', '--decay_frac=0.0', '--eval_interval=100', '--ckpt_interval=100']
+    whole = run(data_root, tmp_path / 'whole', '--max_iters=8', *sched)['losses']
+    run(data_root, tmp_path / 'split', '--max_iters=4', *sched)
+    rest = run(data_root, tmp_path / 'split', '--max_iters=8', '--resume=True', *sched)['losses']
+    assert rest == whole[4:]
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(data_root, tmp_path):
+    run(data_root, tmp_path, '--max_iters=2')
+    before = (tmp_path / 'ckpt.pt').read_bytes()
+    with pytest.raises(SystemExit):
+        run(data_root, tmp_path, '--max_iters=6', '--resume=True', '--learning_rate=1e30', '--grad_clip=0.0',
+            '--warmup_iters=0')
+    assert 'the loss is nan' in (tmp_path / 'log.txt').read_text() or 'the loss is inf' in (tmp_path / 'log.txt').read_text()
+    assert (tmp_path / 'ckpt.pt').read_bytes() == before
+
+
+def test_window_targets_cover_only_target_spans(data_root):
+    from prepare import load_split
+    tokens, idx, meta = load_split(os.path.join(data_root, 'syn'), 'train')
+    tok = Tokenizer.from_dict(meta['vocab'])
+    x, y = train.window_batch(os.path.join(data_root, 'syn', 'train.bin'), idx, [0], 128, True, 'cpu')
+    s, n, task, t = idx[0]
+    assert task == 0 and x[0, 0].item() == tok.text  # a TTS example starts the window
+    targets = (y[0] != -1).nonzero()[:, 0]
+    assert targets[0].item() == t - 1  # the first target is the token after <audio>
+    assert (y[0, :t - 1] == -1).all()
+
+
+def test_ddp_two_processes_match_one(data_root, tmp_path):
+    """2 gloo processes with the same global batch give the same losses as one process."""
+    common = [f'--data_root={data_root}', '--dataset=syn', *TINY, '--max_iters=3', '--grad_accum=2',
+              '--eval_interval=100', '--ckpt_interval=100']
+
+    def losses(out, launcher):
+        subprocess.run([*launcher, 'train.py', *common, f'--out_dir={out}'], check=True, capture_output=True,
+                       env={**os.environ, 'OMP_NUM_THREADS': '1'}, timeout=240)
+        return [float(m) for m in re.findall(r'\| loss ([\d.]+) \|', (out / 'log.txt').read_text())]
+    one = losses(tmp_path / 'one', [sys.executable])
+    two = losses(tmp_path / 'two', [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'])
+    assert len(one) == len(two) == 3
+    assert all(abs(a - b) < 1e-4 for a, b in zip(one, two)), (one, two)
