@@ -233,6 +233,9 @@ def train(cfg):
     autocast = torch.autocast(device_type, dtype=dtype) if dtype != torch.float32 else nullcontext()
     os.makedirs(cfg['out_dir'], exist_ok=True)
     ckpt_path = os.path.join(cfg['out_dir'], 'ckpt.pt')
+    result_path = os.path.join(cfg['out_dir'], 'result.json')
+    if master and os.path.exists(result_path):
+        os.remove(result_path)  # a result.json stands only for a run that finished
     log = open(os.path.join(cfg['out_dir'], 'log.txt'), 'a') if master else None
 
     def say(msg):
@@ -389,9 +392,13 @@ def train(cfg):
     if master and cfg['final_eval']:
         import eval as evaluation
         evaluation.main([f'--ckpt={ckpt_path}', f"--data={data_dir}"])
-    return dict(step=step, best_val_loss=best_val, tokens_seen=tokens_seen, losses=losses, val=last_val,
-                wall_time=time.time() - t_start, n_params=n_params, flops_per_token=raw_model.flops_per_token(),
-                tokens_per_second=timed_tokens / timed_time if timed_time else float('nan'))
+    result = dict(step=step, best_val_loss=best_val, tokens_seen=tokens_seen, val=last_val,
+                  wall_time=time.time() - t_start, n_params=n_params, flops_per_token=raw_model.flops_per_token(),
+                  tokens_per_second=timed_tokens / timed_time if timed_time else None)
+    if master:  # what sweeps read back; written last, so it exists only for a finished run
+        with open(result_path, 'w') as f:
+            json.dump(result, f, indent=1)
+    return dict(result, losses=losses)
 
 
 def main(argv):
