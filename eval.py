@@ -1,0 +1,630 @@
+"""
+Evaluate a checkpoint on held-out data: ASR error rates, TTS audio loss and round trip, text loss, each
+printed beside the line that tells learning from guessing.
+
+    python eval.py --ckpt=out/tiny/ckpt.pt --data=data/tiny                  # a few minutes on 2 CPU cores
+    python eval.py --ckpt=out/tiny/ckpt.pt --data=data/tiny --n=20           # quicker, noisier
+    python eval.py --ckpt=out/tiny/ckpt.pt --data=data/tiny --baseline=out/tiny_text/ckpt.pt   # text cost of joint training
+    python eval.py --ckpt=out/tiny/ckpt.pt --data=data/tiny --out=/tmp/eval.json --samples=0
+
+Measures (README.md explains each):
+  ASR     greedy transcripts of n held-out utterances -> character and word error rates (CER, WER) after
+          normalise() (lowercase, punctuation removed, whitespace collapsed); by seen / held-out speaker
+  TTS     teacher-forced audio loss (nats per code) overall and per SNAC level, against uniform ln 4096 = 8.32;
+          round trip: the model's own ASR of its TTS codes (a self-consistency measure, no audio decode);
+          duration ratio generated / reference; Whisper WER of the decoded audio when a local Whisper model exists
+  text    loss and bits per byte of the held-out transcripts as plain text (and of --baseline beside it)
+  chance  CER / WER of a random and of the nearest training transcript against each held-out one
+Writes eval.json beside the checkpoint (or --out) with every number, and eval_samples/ with a few decoded
+wavs and their texts. Generated codes are never compared with reference codes position by position:
+espeak-ng is not bit-repeatable, and one shifted frame would misalign everything after it.
+"""
+import json
+import math
+import os
+import sys
+import time
+import unicodedata
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from configurator import apply_overrides
+from model import IGNORE_INDEX
+from prepare import load_split
+from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SECONDS, N_LEVELS, POSITION_LEVEL, SAMPLE_RATE, TASKS
+
+config = dict(
+    ckpt='out/tiny/ckpt.pt',  # the checkpoint to evaluate
+    data='data/tiny',         # a prepared dataset with the checkpoint's vocabulary
+    split='val',              # the held-out split
+    n=100,                    # held-out utterances transcribed (ASR) and synthesized (TTS round trip, duration)
+    loss_n=1000,              # examples scored for the teacher-forced losses (0: all of the split)
+    baseline='',              # a checkpoint (e.g. the text-only run) whose text loss goes beside this one's
+    out='',                   # the JSON report (default: eval.json beside the checkpoint)
+    samples=4,                # decoded wavs written to eval_samples/ beside the report (0: none)
+    whisper='auto',           # 'auto': Whisper WER when a local model is found; '' skips; or a model name / path
+    tts_desc=True,            # TTS prompts carry the utterance's speaker description when it has one
+    max_length_ratio=2.0,     # TTS stops at this many times the longest chosen reference (the block size caps it too)
+    tts_temperature=1.0,      # TTS sampling (ASR is greedy)
+    tts_top_k=None,
+    chance_n=5000,            # training transcripts compared for the chance lines (a seeded sample; tiny: all 4,000)
+    batch_size=16,            # sequences per forward pass (losses) and per generated batch
+    device='auto',            # auto | cpu | cuda | mps
+    seed=0,                   # picks the utterances and the TTS sampling: the same for every checkpoint
+)
+UNIFORM_AUDIO = math.log(CODEBOOK_SIZE)  # nats per code of a model that is uniform over the legal codes
+STREAMS = ('losses', 'generation', 'chance')
+WHISPER_RATE = 16000  # Whisper listens at 16 kHz
+NORMALISATION = 'NFKC, lowercase, every character that is not a letter, digit or space removed, whitespace collapsed'
+
+# -----------------------------------------------------------------------------
+# scoring transcripts: pure functions of (reference, hypothesis) strings
+
+def normalise(text):
+    """'Is the park open, Anna?' -> 'is the park open anna'. Apostrophes go too: "o'clock" -> 'oclock'."""
+    text = unicodedata.normalize('NFKC', text).lower()
+    return ' '.join(''.join(c for c in text if c.isalnum() or c.isspace()).split())
+
+
+def padded_ids(seqs, ids):
+    """Sequences of hashable items -> ((N, W) int32 item ids padded with -1, (N,) lengths). ids: item -> int,
+    grown as new items appear (share it between a reference and its candidates)."""
+    lengths = np.array([len(x) for x in seqs], dtype=np.int64)
+    out = np.full((len(seqs), int(lengths.max(initial=0))), -1, np.int32)  # -1 never equals an item
+    for k, x in enumerate(seqs):
+        out[k, :len(x)] = [ids.setdefault(item, len(ids)) for item in x]
+    return out, lengths
+
+
+def distances_to(ref_ids, cands, lengths):
+    """Levenshtein distance from one sequence of item ids to each row of a padded candidate matrix, one
+    dynamic-programme row per reference item, vectorised over the candidates. -> int64 (N,)."""
+    N, W = cands.shape
+    dtype = np.int16 if W + len(ref_ids) < 2 ** 15 else np.int32  # distances never exceed W + len(ref); int16 is faster
+    steps = np.arange(W + 1, dtype=dtype)
+    prev = np.tile(steps, (N, 1))  # (N, W+1): the distance from ref[:0] to cand[:j] is j
+    for i, r in enumerate(ref_ids, 1):
+        keep = np.minimum(prev[:, :-1] + (cands != r), prev[:, 1:] + dtype(1))  # substitute/match, or delete r
+        cur = np.concatenate([np.full((N, 1), i, dtype), keep], axis=1)  # (N, W+1)
+        # insertions chain along the row: cur[j] = min over k <= j of cur[k] + (j - k), a running minimum
+        prev = np.minimum.accumulate(cur - steps, axis=1) + steps
+    return prev[np.arange(N), lengths].astype(np.int64)  # padding columns past a length are never read
+
+
+def edit_distances(ref, candidates):
+    """Levenshtein distance (insertions, deletions, substitutions, each 1) from ref to every candidate:
+    sequences of any hashable items (a string's characters, a list of words) -> int64 (len(candidates),)."""
+    if len(candidates) == 0:
+        return np.zeros(0, np.int64)
+    ids = {}
+    cands, lengths = padded_ids(candidates, ids)
+    return distances_to([ids.setdefault(x, len(ids)) for x in ref], cands, lengths)
+
+
+def edit_distance(a, b):
+    return int(edit_distances(a, [b])[0])
+
+
+def units(text, unit):
+    """The normalised text as a character string ('char') or a list of words ('word')."""
+    text = normalise(text)
+    return text if unit == 'char' else text.split()
+
+
+def error_rate(refs, hyps, unit):
+    """Corpus-level error rate: total edits / total reference units (characters incl. spaces, or words)."""
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+    edits = sum(edit_distance(units(r, unit), units(h, unit)) for r, h in zip(refs, hyps))
+    total = sum(len(units(r, unit)) for r in refs)
+    return edits / total if total else None
+
+
+def score_transcripts(refs, hyps):
+    """{'cer', 'wer', 'n'} of hypotheses against references (None where nothing was scored)."""
+    return dict(cer=error_rate(refs, hyps, 'char'), wer=error_rate(refs, hyps, 'word'), n=len(refs))
+
+
+def score_by_group(refs, hyps, groups):
+    """score_transcripts overall and per group label (None labels are left out of the groups)."""
+    out = dict(all=score_transcripts(refs, hyps))
+    for g in sorted({g for g in groups if g is not None}):
+        pick = [k for k, x in enumerate(groups) if x == g]
+        out[g] = score_transcripts([refs[k] for k in pick], [hyps[k] for k in pick])
+    return out
+
+
+def chance_lines(refs, train_texts, seed=0):
+    """The error rates of transcripts that ignore the audio: a random training transcript, and the training
+    transcript nearest to each reference (an oracle pick: the best any template guesser could do)."""
+    if not refs or not train_texts:
+        return dict(random=dict(cer=None, wer=None), nearest=dict(cer=None, wer=None), n_train=len(train_texts))
+    rng = np.random.default_rng(seed)
+    random_pick = [train_texts[k] for k in rng.integers(0, len(train_texts), len(refs))]
+    out = dict(random=score_transcripts(refs, random_pick), nearest={}, n_train=len(train_texts), n=len(refs))
+    for unit, key in (('char', 'cer'), ('word', 'wer')):
+        ids = {}
+        cands, lengths = padded_ids([units(t, unit) for t in train_texts], ids)  # encoded once for every reference
+        edits = sum(int(distances_to([ids.setdefault(x, len(ids)) for x in units(r, unit)], cands, lengths).min())
+                    for r in refs)
+        total = sum(len(units(r, unit)) for r in refs)
+        out['nearest'][key] = edits / total if total else None
+    return out
+
+# -----------------------------------------------------------------------------
+# the held-out utterances and the training transcripts
+
+def read_utterances(data_dir):
+    """utterances.jsonl records, or None when the dataset has no such file."""
+    path = os.path.join(data_dir, 'utterances.jsonl')
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def example_ids(tokens, idx, e):
+    s, n = int(idx[e, 0]), int(idx[e, 1])
+    return np.asarray(tokens[s:s + n], dtype=np.int64)
+
+
+def example_pieces(tok, tokens, idx, e):
+    """{'text', 'desc', 'audio' (flat codes)} of one example, as far as it holds them."""
+    pieces, _ = tok.split(example_ids(tokens, idx, e))
+    return {kind: payload for kind, payload in pieces if kind in ('text', 'desc', 'audio')}
+
+
+def split_utterances(tokens, idx, split, tok, records=None):
+    """[dict(text, desc, speaker_heldout, audio_example, codes)] of a split. From utterances.jsonl records when the
+    dataset has them (audio_example: the first of its examples that holds audio; codes are read on demand by
+    utterance_codes, a large split need not decode them all); else one per distinct transcript of the examples."""
+    if records is not None:
+        utts = []
+        for r in records:
+            if r.get('split') != split:
+                continue
+            audio = [e for e in r.get('examples', []) if TASKS[idx[e, 2]] in ('tts', 'asr')]
+            utts.append(dict(text=r['text'], desc=r.get('desc'), speaker_heldout=r.get('speaker_heldout'),
+                             audio_example=audio[0] if audio else None, codes=None))
+        return utts
+    by_text = {}
+    for e in range(len(idx)):
+        p = example_pieces(tok, tokens, idx, e)
+        if 'text' not in p:
+            continue
+        u = by_text.setdefault(p['text'], dict(text=p['text'], desc=None, speaker_heldout=None, audio_example=None,
+                                               codes=None))
+        if u['codes'] is None and 'audio' in p:
+            u['audio_example'], u['codes'] = e, p['audio']
+        u['desc'] = u['desc'] or p.get('desc')
+    return list(by_text.values())
+
+
+def utterance_codes(tok, tokens, idx, u):
+    """The utterance's flat codes (7T,), read from its audio example once."""
+    if u['codes'] is None and u['audio_example'] is not None:
+        u['codes'] = example_pieces(tok, tokens, idx, u['audio_example'])['audio']
+    return u['codes']
+
+
+def training_transcripts(data_dir, tok, records=None, limit=20000, seed=0):
+    """Every training transcript from utterances.jsonl, or those of (a seeded sample of) the training examples."""
+    if records is not None:
+        return [r['text'] for r in records if r.get('split') == 'train']
+    tokens, idx, _ = load_split(data_dir, 'train')
+    picked = np.random.default_rng(seed).permutation(len(idx))[:limit]
+    return sorted({t for t in (example_pieces(tok, tokens, idx, e).get('text') for e in picked) if t is not None})
+
+# -----------------------------------------------------------------------------
+# teacher-forced losses
+
+@torch.no_grad()
+def scored_targets(model, examples, pad_id, batch_size, device):
+    """Teacher forcing. examples [(ids (n,), target_start)] -> yields, per example, (targets (m,), logp (m, V)):
+    the target tokens that fit in the block (later ones are cut, as training cuts them) and the model's
+    log-probabilities over the vocabulary where it predicts each of them."""
+    block = model.config.block_size
+    for b in range(0, len(examples), batch_size):
+        chunk = examples[b:b + batch_size]
+        lengths = [min(len(ids), block + 1) for ids, _ in chunk]
+        x = torch.full((len(chunk), max(lengths) - 1), pad_id, dtype=torch.long)  # right padding: causal, never seen
+        y = torch.full_like(x, IGNORE_INDEX)
+        for r, ((ids, start), n) in enumerate(zip(chunk, lengths)):
+            ids = torch.as_tensor(np.asarray(ids[:n], dtype=np.int64))
+            x[r, :n - 1] = ids[:-1]
+            y[r, start - 1:n - 1] = ids[start:]  # y[i] is the token after x[i]
+        logits, _ = model(x.to(device), y.to(device))  # (B, T, V)
+        for r, ((_, start), n) in enumerate(zip(chunk, lengths)):
+            rows = slice(start - 1, n - 1)
+            yield y[r, rows].to(device), F.log_softmax(logits[r, rows].float(), dim=-1)  # (m,), (m, V)
+
+
+def loss_measures(model, tok, examples, tasks, batch_size, device):
+    """Mean loss per target token for each task, and the TTS audio loss in nats per code: overall, per SNAC
+    level, and under the frame grammar (renormalised over the 4096 ids legal at the code's frame position,
+    what a grammar-constrained sampler sees; the uniform line is exactly ln 4096 for it)."""
+    task_sum, task_n = {}, {}
+    level_sum, grammar_sum, level_n = np.zeros(N_LEVELS), np.zeros(N_LEVELS), np.zeros(N_LEVELS, np.int64)
+    level_of = torch.as_tensor(POSITION_LEVEL, device=device)
+    offsets = torch.as_tensor(tok.position_offset, device=device)
+    for task, (targets, logp) in zip(tasks, scored_targets(model, examples, tok.pad, batch_size, device)):
+        nats = -logp.gather(1, targets[:, None])[:, 0]  # (m,)
+        task_sum[task] = task_sum.get(task, 0.0) + nats.sum().item()
+        task_n[task] = task_n.get(task, 0) + len(nats)
+        if task != 'tts':
+            continue
+        n_codes = int(tok.is_audio(targets.cpu().numpy()).sum())  # the span is codes, then <eos>
+        pos = torch.arange(n_codes, device=device) % FRAME_LEN  # frame position: the span starts a frame
+        legal = logp[:n_codes].gather(1, offsets[pos][:, None] + torch.arange(CODEBOOK_SIZE, device=device))  # (n, 4096)
+        grammar = nats[:n_codes] + torch.logsumexp(legal, dim=1)
+        for level in range(N_LEVELS):
+            m = level_of[pos] == level
+            level_sum[level] += nats[:n_codes][m].sum().item()
+            grammar_sum[level] += grammar[m].sum().item()
+            level_n[level] += int(m.sum())
+    n = int(level_n.sum())
+    audio = dict(n_codes=n, uniform=UNIFORM_AUDIO, loss=level_sum.sum() / n if n else None,
+                 by_level=[s / c if c else None for s, c in zip(level_sum, level_n)],
+                 grammar=grammar_sum.sum() / n if n else None,
+                 grammar_by_level=[s / c if c else None for s, c in zip(grammar_sum, level_n)])
+    by_task = {t: dict(loss=task_sum[t] / task_n[t], tokens=task_n[t], examples=tasks.count(t)) for t in task_sum}
+    return by_task, audio
+
+
+def text_measures(model, tok, texts, batch_size, device):
+    """The held-out transcripts as plain text (<text> t <eos>): loss in nats per token (the <eos> included, as in
+    training) and bits per byte over the text's own tokens (the <eos> is not a byte), comparable across encodings."""
+    if not texts:
+        return dict(n=0, loss=None, bpb=None)
+    examples = [tok.plain(t) for t in texts]
+    examples = [(ids, int(np.argmax(mask))) for ids, mask in examples]
+    nats_all, nats_text, n_tokens, n_text_tokens, n_bytes = 0.0, 0.0, 0, 0, 0
+    for targets, logp in scored_targets(model, examples, tok.pad, batch_size, device):
+        nats = -logp.gather(1, targets[:, None])[:, 0]
+        is_text = targets < tok.n_text
+        nats_all += nats.sum().item()
+        nats_text += nats[is_text].sum().item()
+        n_tokens += len(nats)
+        n_text_tokens += int(is_text.sum())
+        n_bytes += sum(len(tok.enc.decode_single_token_bytes(i)) for i in targets[is_text].tolist())
+    return dict(n=len(texts), tokens=n_tokens, bytes=n_bytes, loss=nats_all / n_tokens,
+                bpb=nats_text / math.log(2) / n_bytes if n_bytes else None,
+                # a model uniform over the text ids pays log2(n_text) bits per text token
+                uniform_bpb=math.log2(tok.n_text) * n_text_tokens / n_bytes if n_bytes else None)
+
+# -----------------------------------------------------------------------------
+# generation: ASR of the reference codes, TTS, and the model's ASR of its own TTS
+
+def fits_asr(codes, block_size, room):
+    """An ASR prompt of these codes (<audio> codes <text>) leaves `room` tokens for the transcript in the context."""
+    return len(codes) + 2 + room <= block_size
+
+
+def duration_measures(generated_frames, reference_frames, hit_limit):
+    """Generated / reference length: median and mean ratio, and how many generations ran into the length limit."""
+    if not generated_frames:
+        return dict(n=0, median=None, mean=None, hit_limit=0)
+    ratio = np.asarray(generated_frames) / np.maximum(np.asarray(reference_frames), 1)
+    return dict(n=len(ratio), median=float(np.median(ratio)), mean=float(ratio.mean()),
+                hit_limit=int(sum(hit_limit)),
+                generated_seconds=float(np.sum(generated_frames) * FRAME_SECONDS),
+                reference_seconds=float(np.sum(reference_frames) * FRAME_SECONDS))
+
+
+def whisper_transcriber(spec, device):
+    """(function float wav at 24 kHz -> text, its name), or (None, why not). Only a model already on this
+    machine is used: openai-whisper's cache (~/.cache/whisper) or a Hugging Face cache / local folder."""
+    if not spec:
+        return None, 'disabled (--whisper=)'
+    from codec import resample
+    to_16k = lambda wav: resample(wav, SAMPLE_RATE, WHISPER_RATE)
+    try:
+        import whisper
+    except ImportError:
+        whisper = None
+    if whisper is not None:
+        cache = os.path.join(os.path.expanduser('~'), '.cache', 'whisper')
+        name = spec
+        if spec == 'auto':
+            found = sorted(f for f in (os.listdir(cache) if os.path.isdir(cache) else []) if f.endswith('.pt'))
+            if not found:
+                return None, f'openai-whisper is installed but no model is in {cache}'
+            name = os.path.join(cache, found[0])
+        try:
+            model = whisper.load_model(name, device=device)
+        except Exception as e:
+            return None, f'openai-whisper could not load {name!r} ({type(e).__name__}: {e})'
+        return (lambda wav: model.transcribe(to_16k(wav), fp16=False, language='en')['text']), f'openai-whisper {name}'
+    try:
+        from transformers import pipeline
+    except ImportError:
+        return None, 'no Whisper: neither openai-whisper nor transformers is installed'
+    name = 'openai/whisper-tiny.en' if spec == 'auto' else spec
+    try:
+        pipe = pipeline('automatic-speech-recognition', model=name, device=device,
+                        model_kwargs=dict(local_files_only=True))
+    except Exception as e:
+        return None, f'transformers could not load {name!r} from this machine ({type(e).__name__}: {e})'
+    return (lambda wav: pipe(dict(raw=to_16k(wav), sampling_rate=WHISPER_RATE))['text']), f'transformers {name}'
+
+
+def rebuild_codec(ckpt, device):
+    """The checkpoint's codec, or (None, why not): audio is only decoded when there is a codec to decode it."""
+    import codec as codec_lib
+    if 'codec' not in ckpt or ckpt['codec'] is None:
+        return None, 'the checkpoint carries no codec'
+    try:
+        return codec_lib.codec_from_dict(ckpt['codec'], device=device if device.startswith('cuda') else 'cpu'), None
+    except (ValueError, RuntimeError, OSError) as e:
+        return None, f"the checkpoint's codec cannot be rebuilt ({e})"
+
+
+def write_samples(folder, picks, codec, chosen, gen_codes, round_trip):
+    """A few generated wavs with their references and texts, for listening. -> list of records."""
+    from codec import write_wav
+    from sample import decode_codes
+    os.makedirs(folder, exist_ok=True)
+    records = []
+    for k in picks:
+        u = chosen[k]
+        name = f"{len(records):02d}"
+        gen, ref = os.path.join(folder, f"{name}_generated.wav"), os.path.join(folder, f"{name}_reference.wav")
+        write_wav(gen, decode_codes(codec, gen_codes[k]))
+        write_wav(ref, decode_codes(codec, u['codes']))  # the reference codes through the same codec
+        records.append(dict(generated=gen, reference=ref, text=u['text'], desc=u['desc'],
+                            speaker_heldout=u['speaker_heldout'], round_trip_transcript=round_trip[k],
+                            generated_seconds=len(gen_codes[k]) // FRAME_LEN * FRAME_SECONDS,
+                            reference_seconds=len(u['codes']) // FRAME_LEN * FRAME_SECONDS))
+    with open(os.path.join(folder, 'samples.txt'), 'w') as f:
+        for r in records:
+            f.write(f"{os.path.basename(r['generated'])} / {os.path.basename(r['reference'])}\n"
+                    f"  text:       {r['text']}\n  desc:       {r['desc']}\n"
+                    f"  round trip: {r['round_trip_transcript']}\n")
+    return records
+
+# -----------------------------------------------------------------------------
+# the whole evaluation
+
+def speaker_group(u):
+    return None if u['speaker_heldout'] is None else ('held-out speakers' if u['speaker_heldout'] else 'seen speakers')
+
+
+def pick_utterances(utts, n, tok, tokens, idx, block, room, rng):
+    """Up to n utterances with audio, in a seeded order, whose ASR prompt fits the context. -> (chosen, too long)."""
+    with_audio = [u for u in utts if u['audio_example'] is not None]
+    chosen, too_long = [], 0
+    for k in rng.permutation(len(with_audio)):
+        if len(chosen) == n:
+            break
+        if fits_asr(utterance_codes(tok, tokens, idx, with_audio[k]), block, room):
+            chosen.append(with_audio[k])
+        else:
+            too_long += 1
+    return chosen, too_long
+
+
+def generation_measures(model, tok, chosen, room, cfg, notes):
+    """Greedy ASR of the reference codes; TTS under the frame grammar; the model's own ASR of its TTS codes.
+    -> (asr report, tts report, generated codes, round-trip transcripts)."""
+    from sample import asr, tts
+    block = model.config.block_size
+    refs, groups = [u['text'] for u in chosen], [speaker_group(u) for u in chosen]
+    t0 = time.time()
+    hyps = asr(model, tok, [u['codes'] for u in chosen], max_new_tokens=room, batch_size=cfg['batch_size'])
+    asr_report = dict(score_by_group(refs, hyps, groups), seconds=time.time() - t0,
+                      examples=[dict(reference=r, transcript=h) for r, h in zip(refs[:5], hyps[:5])])
+    t0 = time.time()
+    ref_frames = [len(u['codes']) // FRAME_LEN for u in chosen]
+    max_seconds = round(cfg['max_length_ratio'] * max(ref_frames) * FRAME_SECONDS, 2)
+    descs = [u['desc'] if cfg['tts_desc'] else None for u in chosen]
+    with warnings.catch_warnings(record=True) as caught:  # the context may cap max_seconds: say so in the report
+        warnings.simplefilter('always')
+        codes, info = tts(model, tok, refs, descs, max_seconds=max_seconds, temperature=cfg['tts_temperature'],
+                          top_k=cfg['tts_top_k'], seed=cfg['seed'], batch_size=cfg['batch_size'], return_info=True)
+    notes.extend(sorted({str(w.message) for w in caught}))
+    tts_seconds = time.time() - t0
+    speakable = [k for k, c in enumerate(codes) if fits_asr(c, block, room)]
+    round_trip = [''] * len(codes)  # a generation too long to transcribe counts as an empty transcript
+    for k, h in zip(speakable, asr(model, tok, [codes[k] for k in speakable], max_new_tokens=room,
+                                   batch_size=cfg['batch_size'])):
+        round_trip[k] = h
+    if len(speakable) < len(codes):
+        notes.append(f"{len(codes) - len(speakable)} TTS outputs are too long to transcribe in the model's context: "
+                     f"they count as empty transcripts in the round trip")
+    tts_report = dict(
+        round_trip=dict(score_by_group(refs, round_trip, groups),
+                        method="the model's own greedy ASR of its TTS codes (codes -> ASR prompt, no audio decode): "
+                               "self-consistency, not intelligibility",
+                        examples=[dict(text=r, transcript=h) for r, h in zip(refs[:5], round_trip[:5])]),
+        duration=duration_measures([i['frames'] for i in info], ref_frames, [i['hit_max'] for i in info]),
+        sampling=dict(temperature=cfg['tts_temperature'], top_k=cfg['tts_top_k'], seed=cfg['seed'],
+                      max_seconds=max_seconds, desc=cfg['tts_desc']),
+        seconds=tts_seconds)
+    return asr_report, tts_report, codes, round_trip
+
+
+def audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes):
+    """Decoded audio, when the checkpoint's codec can be rebuilt: Whisper WER (of the generated audio and, as its
+    ceiling, of the reference codes decoded the same way) and a few wavs to listen to. -> (whisper report, samples)."""
+    from sample import decode_codes
+    codec, why = rebuild_codec(ckpt, device)
+    if codec is None:
+        notes.append(f"audio not decoded: {why}")
+        return dict(skipped=f"no audio: {why}"), None
+    refs, groups = [u['text'] for u in chosen], [speaker_group(u) for u in chosen]
+    transcribe, name = whisper_transcriber(cfg['whisper'], device)
+    if transcribe is None:
+        whisper = dict(skipped=name)
+    else:
+        heard = [transcribe(decode_codes(codec, c)) for c in codes]
+        heard_ref = [transcribe(decode_codes(codec, u['codes'])) for u in chosen]
+        whisper = dict(model=name, **score_by_group(refs, heard, groups), reference_audio=score_transcripts(refs, heard_ref))
+    samples = None
+    if cfg['samples']:
+        folder = os.path.join(os.path.dirname(os.path.abspath(report_path(cfg))), 'eval_samples')
+        samples = write_samples(folder, range(min(cfg['samples'], len(chosen))), codec, chosen, codes, round_trip)
+    return whisper, samples
+
+
+def evaluate_checkpoint(cfg):
+    """Every measure on one checkpoint and dataset split -> the report dict (main() writes it as JSON)."""
+    from sample import load_checkpoint, pick_device
+    t_start = time.time()
+    device = pick_device(cfg['device'])
+    meta_path = os.path.join(cfg['data'], 'meta.json')
+    tokens, idx, meta = load_split(cfg['data'], cfg['split'])
+    model, tok, _, ckpt = load_checkpoint(cfg['ckpt'], device, need_codec=False, expect_vocab=meta_path)
+    # one random stream per choice, so changing --loss_n does not change which utterances are generated
+    rng = lambda stream: np.random.default_rng([cfg['seed'], STREAMS.index(stream)])
+    notes = []
+    report = dict(checkpoint=os.path.abspath(cfg['ckpt']), step=ckpt.get('step'), model_args=ckpt['model_args'],
+                  non_embedding_params=model.num_params(), data=os.path.abspath(cfg['data']), split=cfg['split'],
+                  codec=meta.get('codec'), normalisation=NORMALISATION, config=cfg, notes=notes)
+
+    # held-out utterances, and how many of their sentences training saw (should be none)
+    records = read_utterances(cfg['data'])
+    utts = split_utterances(tokens, idx, cfg['split'], tok, records)
+    train_texts = training_transcripts(cfg['data'], tok, records, seed=cfg['seed'])
+    seen = {normalise(t) for t in train_texts}
+    h = report['heldout'] = dict(
+        utterances=len(utts), with_audio=sum(u['audio_example'] is not None for u in utts),
+        by_heldout_speakers=sum(bool(u['speaker_heldout']) for u in utts),
+        also_in_training=sum(normalise(u['text']) in seen for u in utts), training_transcripts=len(train_texts),
+        source='utterances.jsonl' if records is not None else f"distinct transcripts of {cfg['split']}.bin")
+    if h['also_in_training']:
+        notes.append(f"{h['also_in_training']} held-out transcripts also occur in training")
+
+    # teacher-forced losses on a fixed sample of the split's examples; the transcripts as plain text
+    picked = np.sort(rng('losses').permutation(len(idx))[:cfg['loss_n'] or len(idx)])
+    examples = [(example_ids(tokens, idx, e), int(idx[e, 3])) for e in picked]
+    report['loss_by_task'], audio = loss_measures(model, tok, examples, [TASKS[idx[e, 2]] for e in picked],
+                                                  cfg['batch_size'], device)
+    report['tts'] = dict(audio_loss=audio)
+    texts = [u['text'] for u in utts][:cfg['loss_n'] or None]
+    report['text'] = text_measures(model, tok, texts, cfg['batch_size'], device)
+    if cfg['baseline']:
+        base, base_tok, _, base_ckpt = load_checkpoint(cfg['baseline'], device, need_codec=False, expect_vocab=meta_path)
+        report['text']['baseline'] = dict(checkpoint=os.path.abspath(cfg['baseline']), step=base_ckpt.get('step'),
+                                          **text_measures(base, base_tok, texts, cfg['batch_size'], device))
+        del base
+
+    # generation on n held-out utterances, beside the chance lines of the same references
+    room = 2 * max((len(tok.encode_text(u['text'])) for u in utts), default=0) + 8  # transcript tokens allowed
+    chosen, too_long = pick_utterances(utts, cfg['n'], tok, tokens, idx, model.config.block_size, room, rng('generation'))
+    if too_long:
+        notes.append(f"{too_long} utterances are too long for the model's context of {model.config.block_size} "
+                     f"tokens and were left out of ASR and TTS")
+    compared = [train_texts[k] for k in np.sort(rng('chance').permutation(len(train_texts))[:cfg['chance_n']])]
+    report['chance'] = chance_lines([u['text'] for u in chosen], compared, cfg['seed'])
+    if chosen:
+        report['asr'], tts_report, codes, round_trip = generation_measures(model, tok, chosen, room, cfg, notes)
+        report['tts'].update(tts_report)
+        report['tts']['whisper'], samples = audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes)
+        if samples:
+            report['samples'] = samples
+    else:
+        notes.append(f"no {cfg['split']} utterance has audio that fits the context: ASR and TTS generation skipped")
+        report['asr'] = dict(all=score_transcripts([], []))
+    report['sizes'] = dict(heldout_utterances=len(utts), generation=len(chosen), loss_examples=len(examples),
+                           text_examples=report['text']['n'], audio_codes_scored=audio['n_codes'],
+                           training_transcripts=len(train_texts), chance_compared=report['chance']['n_train'])
+    report['seconds'] = time.time() - t_start
+    return report
+
+
+def report_path(cfg):
+    return cfg['out'] or os.path.join(os.path.dirname(os.path.abspath(cfg['ckpt'])), 'eval.json')
+
+# -----------------------------------------------------------------------------
+# the human-readable table
+
+def fmt(x, digits=3):
+    return '-' if x is None else f"{x:.{digits}f}"
+
+
+def table(report):
+    """measure | value | chance or uniform line, for a reader who has not read the code."""
+    h, ch, rows = report['heldout'], report['chance'], []
+    chance = lambda key: (f"{fmt(ch['random'][key], 2)} random training sentence, "
+                          f"{fmt(ch['nearest'][key], 2)} nearest training sentence")
+    asr, tts = report['asr'], report['tts']
+    n = asr['all']['n']
+    if n:
+        rows += [(f"ASR character error rate (CER), {n} utterances", fmt(asr['all']['cer']), chance('cer')),
+                 ("ASR word error rate (WER)", fmt(asr['all']['wer']), chance('wer'))]
+        for g in ('seen speakers', 'held-out speakers'):
+            if g in asr:
+                rows.append((f"  CER, {g} ({asr[g]['n']})", fmt(asr[g]['cer']), ''))
+    a = tts['audio_loss']
+    if a['n_codes']:
+        rows += [(f"TTS audio loss, nats per code ({a['n_codes']:,} codes)", fmt(a['loss']),
+                  f"{a['uniform']:.2f} uniform over {CODEBOOK_SIZE} codes"),
+                 ("  by SNAC level 0 / 1 / 2", ' / '.join(fmt(x, 2) for x in a['by_level']), '')]
+    if 'round_trip' in tts:
+        rt = tts['round_trip']['all']
+        rows += [("TTS round trip CER (its own ASR of its speech: self-consistency)", fmt(rt['cer']), chance('cer')),
+                 ("TTS round trip WER", fmt(rt['wer']), chance('wer'))]
+        d = tts['duration']
+        rows.append(("TTS duration, generated / reference (median)", fmt(d['median'], 2),
+                     f"1.00 ideal; {d['hit_limit']} of {d['n']} hit the length limit"))
+    if 'whisper' in tts:
+        w = tts['whisper']
+        if 'skipped' in w:
+            rows.append(("TTS Whisper WER of the decoded audio", 'skipped', w['skipped']))
+        else:
+            rows.append(("TTS Whisper WER of the decoded audio", fmt(w['all']['wer']),
+                         f"{fmt(w['reference_audio']['wer'])} for the reference codes decoded the same way"))
+    t = report['text']
+    if t['n']:
+        line = f"{fmt(t['uniform_bpb'], 2)} bits/byte uniform"
+        if 'baseline' in t:
+            line += f"; text-only baseline {fmt(t['baseline']['loss'])} | {fmt(t['baseline']['bpb'])}"
+        rows.append((f"text loss nats/token | bits per byte ({t['n']} transcripts)",
+                     f"{fmt(t['loss'])} | {fmt(t['bpb'])}", line))
+    width = max(len(r[0]) for r in rows) if rows else 10
+    vwidth = max([len(r[1]) for r in rows] + [5])
+    lines = [f"evaluation of {report['checkpoint']} (step {report['step']}, "
+             f"{report['non_embedding_params'] / 1e6:.2f} M non-embedding parameters)",
+             f"on {report['data']} split {report['split']}: {h['utterances']} held-out utterances"
+             + (f" ({h['by_heldout_speakers']} by speakers absent from training)" if h['by_heldout_speakers'] else '')
+             + f"; {h['also_in_training']} of their sentences occur in training",
+             '', f"{'measure':{width}s}  {'value':>{vwidth}s}  chance / uniform line"]
+    lines += [f"{m:{width}s}  {v:>{vwidth}s}  {c}" for m, v, c in rows]
+    lines += ['', "Error rates: 0 is perfect; a model that ignores the audio and guesses a training sentence scores "
+                  "about the chance line; above 1 means the transcripts are longer than the references.",
+              "Losses: lower is better; the uniform line is a model that knows nothing.",
+              f"Text normalised before scoring: {NORMALISATION}."]
+    lines += [f"note: {x}" for x in report['notes']]
+    return '\n'.join(lines)
+
+
+def jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def main(argv):
+    cfg = apply_overrides(config, argv)
+    report = evaluate_checkpoint(cfg)
+    path = report_path(cfg)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(jsonable(report), f, indent=1)
+    print(table(report))
+    print(f"\nreport: {path}" + (f"; wavs to listen to: {os.path.dirname(report['samples'][0]['generated'])}"
+                                 if report.get('samples') else ''))
+    return report
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

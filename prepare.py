@@ -1,0 +1,1001 @@
+"""
+Prepare a dataset: speech + transcripts -> SNAC-layout codes -> task sequences -> data/<name>/.
+
+    python prepare.py                                          # the tiny espeak-ng corpus, 4,000 utterances, codec auto
+    python prepare.py --source=tiny --name=tiny_small --n_train=400 --n_val=40 --voices=en-us,en --codec=mel
+    python prepare.py --source=mls --name=mls --shards=4 --workers=2      # SNAC-tokenized MLS English from the hub
+    python prepare.py --source=mls --name=mls --hours=100                # as many shards as 100 hours need
+    python prepare.py --source=mls --name=mls_local --files='mirror/part_*.csv' --encoding=byte
+    python prepare.py --source=folder --path=/tmp/tiny_wavs --name=mine --codec=mel:data/tiny/codec.npz
+    python prepare.py --source=tiny --name=tiny --force                  # rebuild a complete dataset
+    python prepare.py --bench                                  # parsing and encoding speed
+
+Sources, one output format (read it back with load_split):
+  tiny    tinyspeech.py: template sentences spoken by espeak-ng voices; the val split holds held-out sentences
+          spoken by training speakers and by held-out speakers (utterances.jsonl: speaker_heldout).
+  mls     CSV shards (columns text, snac24khz; SNAC codes as a string of ints, 7 per frame, depth-first) from a
+          hub dataset repo, or local copies with --files. Parquet shards with the same columns load too
+          (--repo=... --pattern='*.parquet', needs pyarrow). Shards are fetched and tokenized in parallel
+          (--workers); each finished shard leaves its outputs and a done-marker under data/<name>/parts/, so an
+          interrupted or extended run does not fetch or tokenize it again.
+  folder  <stem>.wav + <stem>.txt pairs, or manifest.jsonl / manifest.csv (columns audio, text[, desc, speaker]).
+
+Codec (tiny, folder): --codec=auto uses pretrained SNAC when it is cached or the hub answers within a few
+seconds, else the log-mel stand-in (codec.MelCodec) fitted on the training audio and saved as codec.npz.
+--codec=mel | mel:<file.npz> | snac | snac:<hub id or folder> choose one explicitly. meta.json says which.
+
+Task mixture, per utterance: a fraction f of a task (--tts, --asr, --text) makes floor(f) examples plus one
+more with probability f - floor(f) (seeded), so 1.0 is exactly one, 0.2 one in five, 2.0 two. --tts_desc is
+the probability that a TTS example starts with the speaker description (<desc> ... <text> ...) when the
+utterance has one. The same mixture is used for both splits.
+
+Output, data/<name>/: {train,val}.bin (a header of 256 int64 [MAGIC, VERSION, itemsize, n_tokens, n_examples]
+then the ids, uint16 while the vocabulary fits, else uint32), {train,val}.idx.npy ((n_examples, 4) int64:
+start, length, task as an index into tokenizer.TASKS, target_start within the example), utterances.jsonl (one
+record per utterance: split, text, desc, speaker, n_frames, its example numbers), codec.npz (stand-in codec
+only) and meta.json, written last: a folder without it is incomplete. Every file is written atomically.
+
+Rows that fail validation are skipped and counted by reason (file, row and field of a few of them in
+meta.json); a trailing partial frame is dropped and the row counted as repaired. The train/val split is a
+hash (sha256) of the speaker when the source names one, else of the transcript: stable across runs.
+"""
+import csv
+import glob
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections import Counter
+from fnmatch import fnmatch
+
+import numpy as np
+
+from tokenizer import (CODEBOOK_SIZE, FRAME_LEN, FRAME_SAMPLES, FRAME_SECONDS, LEVEL_RATES, N_LEVELS, SAMPLE_RATE,
+                       TASKS, Tokenizer, flatten, token_dtype, unflatten)
+
+config = dict(
+    source='tiny',            # tiny | mls | folder
+    name='',                  # data/<name>/ (default: the source name)
+    out_dir='data',
+    encoding='',              # byte | gpt2 | cl100k_base (default: gpt2 for mls, byte otherwise: works offline)
+    layout='level',           # level | position (see tokenizer.py)
+    tts=1.0, tts_desc=0.5, asr=1.0, text=0.2,  # task mixture, see the docstring
+    seed=0,
+    force=False,              # rebuild even when data/<name>/ is complete and up to date
+    codec='auto',             # tiny, folder: auto | mel | mel:<file.npz> | snac | snac:<hub id or folder>
+    n_train=4000, n_val=400,  # tiny: utterances; val is half training speakers, half held-out speakers
+    voices='',                # tiny: comma-separated espeak-ng voices (default: all of tinyspeech.ACCENTS)
+    repo='blanchon/snac_llm_parler_tts', pattern='data/part_*.csv',  # mls: hub dataset repo and shard pattern
+    shards=0, hours=0.0,      # mls: how many shards (0: all of --files, 1 from the hub), or (hours > 0) as many
+                              # as that many hours of audio need
+    files='',                 # mls: local shards instead of the hub, a glob (comma-separate several)
+    workers=2,                # mls: parallel worker processes
+    path='',                  # folder: the directory
+    val_fraction=0.05,        # mls, folder: share of speakers (or transcripts) held out
+    min_seconds=0.5, max_seconds=40.0, max_text_chars=1000,  # row validation bounds
+    bench=False,              # print speed figures instead of preparing
+)
+MAGIC, VERSION, HEADER_INTS = 20241122, 1, 256
+SNAC_CODES_COLUMN, TEXT_COLUMN = 'snac24khz', 'text'
+DESC_COLUMNS = ('text_description', 'description', 'desc')  # the first one present gives the <desc> prefix
+SPEAKER_COLUMNS = ('speaker_id', 'speaker')  # the first one present keys the train/val split
+SEPARATORS = ('#', str(CODEBOOK_SIZE + 1))  # some copies put one before every frame and one at the end
+AUDIO_EXTENSIONS = ('.wav',)  # what codec.load_audio reads
+MAX_SKIP_EXAMPLES = 5  # per reason, in meta.json
+SPLITS = ('train', 'val')
+
+# -----------------------------------------------------------------------------
+# the token files: header + ids, written atomically, checked on read
+
+def atomic_write(path, write):
+    """write(tmp_path), then rename: a reader never sees half a file."""
+    tmp = f"{path}.tmp{os.getpid()}{os.path.splitext(path)[1]}"  # keep the extension: np.save/savez append one
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_json(path, obj):
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            json.dump(obj, f, indent=1)
+    atomic_write(path, write)
+
+
+def save_npy(path, array):
+    atomic_write(path, lambda tmp: np.save(tmp, array))
+
+
+def save_jsonl(path, records):
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            for r in records:
+                f.write(json.dumps(r) + '\n')
+    atomic_write(path, write)
+
+
+def write_token_chunks(path, chunks, vocab_size, n_examples=0):
+    """Header + the concatenation of chunks (arrays of ids), streamed: parts need not fit in memory together."""
+    dtype = token_dtype(vocab_size)
+
+    def write(tmp):
+        n = 0
+        with open(tmp, 'wb') as f:
+            f.write(np.zeros(HEADER_INTS, np.int64).tobytes())  # placeholder until n_tokens is known
+            for chunk in chunks:
+                chunk = np.asarray(chunk)
+                if chunk.size and (chunk.min() < 0 or chunk.max() >= vocab_size):
+                    raise ValueError(f"{path}: token id {int(chunk.max())} or {int(chunk.min())} outside the "
+                                     f"vocabulary of {vocab_size}")
+                f.write(chunk.astype(dtype, copy=False).tobytes())
+                n += chunk.size
+            header = np.zeros(HEADER_INTS, np.int64)
+            header[:5] = [MAGIC, VERSION, np.dtype(dtype).itemsize, n, n_examples]
+            f.seek(0)
+            f.write(header.tobytes())
+    atomic_write(path, write)
+
+
+def write_tokens(path, tokens, vocab_size, n_examples=0):
+    """One token file: 256 int64 header [MAGIC, VERSION, itemsize, n_tokens, n_examples, 0...] + ids."""
+    write_token_chunks(path, [tokens], vocab_size, n_examples)
+
+
+def read_header(path):
+    size = os.path.getsize(path)
+    if size < HEADER_INTS * 8:
+        raise ValueError(f"{path}: {size} bytes is too short for a token file header ({HEADER_INTS * 8} bytes): "
+                         f"truncated or not a token file; rerun prepare.py")
+    header = np.fromfile(path, dtype=np.int64, count=HEADER_INTS)
+    magic, version, itemsize, n_tokens, n_examples = (int(x) for x in header[:5])
+    if magic != MAGIC:
+        raise ValueError(f"{path}: not a token file written by prepare.py (magic {magic}, expected {MAGIC})")
+    if version != VERSION:
+        raise ValueError(f"{path}: token file version {version}, this code reads version {VERSION}; rerun prepare.py")
+    if itemsize not in (2, 4):
+        raise ValueError(f"{path}: bad item size {itemsize} in the header")
+    expected = HEADER_INTS * 8 + n_tokens * itemsize
+    if size != expected:
+        raise ValueError(f"{path}: {size} bytes but the header promises {n_tokens} tokens of {itemsize} bytes "
+                         f"({expected} bytes): truncated or stale; rerun prepare.py")
+    return dict(itemsize=itemsize, n_tokens=n_tokens, n_examples=n_examples)
+
+
+def read_tokens(path):
+    """The ids of a token file as a read-only np.memmap (uint16 or uint32), header checked."""
+    h = read_header(path)
+    dtype = np.uint16 if h['itemsize'] == 2 else np.uint32
+    if h['n_tokens'] == 0:
+        return np.zeros(0, dtype)  # an empty file cannot be memory-mapped
+    return np.memmap(path, dtype=dtype, mode='r', offset=HEADER_INTS * 8, shape=(h['n_tokens'],))
+
+
+def load_split(data_dir, split):
+    """(tokens memmap, idx (n_examples, 4) [start, length, task, target_start], meta dict) of a prepared split."""
+    meta_path = os.path.join(data_dir, 'meta.json')
+    if not os.path.exists(meta_path):
+        raise FileNotFoundError(f"{data_dir} is not a prepared dataset (no meta.json, perhaps interrupted): "
+                                f"run prepare.py")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    if meta.get('format_version') != VERSION:
+        raise ValueError(f"{meta_path}: format version {meta.get('format_version')}, expected {VERSION}; rerun prepare.py")
+    tokens = read_tokens(os.path.join(data_dir, f'{split}.bin'))
+    idx = np.load(os.path.join(data_dir, f'{split}.idx.npy'))
+    expected_dtype = token_dtype(meta['vocab']['vocab_size'])
+    if tokens.dtype != expected_dtype:
+        raise ValueError(f"{data_dir}/{split}.bin holds {tokens.dtype} but the vocabulary of "
+                         f"{meta['vocab']['vocab_size']} needs {np.dtype(expected_dtype).name}: stale files")
+    n_examples = read_header(os.path.join(data_dir, f'{split}.bin'))['n_examples']
+    if idx.ndim != 2 or idx.shape[1] != 4 or len(idx) != n_examples:
+        raise ValueError(f"{data_dir}/{split}.idx.npy has shape {idx.shape}, expected ({n_examples}, 4): stale files")
+    if len(idx) and idx[-1, 0] + idx[-1, 1] != len(tokens):
+        raise ValueError(f"{data_dir}/{split}.idx.npy does not end where {split}.bin ends: stale files")
+    return tokens, idx, meta
+
+# -----------------------------------------------------------------------------
+# task sequences: the mixture, one split's examples, skip and repair counts
+
+def repeats(fraction, rng):
+    """floor(f) examples, plus one with probability f - floor(f)."""
+    whole = int(fraction)
+    return whole + int(rng.random() < fraction - whole)
+
+
+def utterance_examples(tok, text, flat, desc, mixture, rng):
+    """[(task, ids, target_mask, with_desc)] for one utterance, as many of each task as the mixture draws."""
+    out = []
+    for _ in range(repeats(mixture['tts'], rng)):
+        with_desc = bool(desc) and rng.random() < mixture['tts_desc']
+        out.append(('tts', *tok.tts(text, flat, desc if with_desc else None), with_desc))
+    for _ in range(repeats(mixture['asr'], rng)):
+        out.append(('asr', *tok.asr(flat, text), False))
+    for _ in range(repeats(mixture['text'], rng)):
+        out.append(('text', *tok.plain(text), False))
+    return out
+
+
+def empty_stats():
+    return dict(n_utterances=0, seconds=0.0, n_speaker_heldout=0,
+                tasks={t: dict(examples=0, tokens=0, seconds=0.0, with_desc=0) for t in TASKS})
+
+
+def add_stats(a, b):
+    """Sum two empty_stats()-shaped dicts."""
+    out = {k: a[k] + b[k] for k in ('n_utterances', 'seconds', 'n_speaker_heldout')}
+    out['tasks'] = {t: {k: a['tasks'][t][k] + b['tasks'][t][k] for k in a['tasks'][t]} for t in TASKS}
+    return out
+
+
+class SplitWriter:
+    """One split's examples, built in memory: ids, index rows [start, length, task, target_start],
+    utterance records (examples: their rows in the index), statistics and code counts per level."""
+
+    def __init__(self, tok):
+        self.tok, self.dtype = tok, token_dtype(tok.vocab_size)
+        self.chunks, self.rows, self.utts = [], [], []
+        self.n_tokens = 0
+        self.stats = empty_stats()
+        self.code_counts = np.zeros((N_LEVELS, CODEBOOK_SIZE), np.int64)
+
+    def add(self, record, flat, examples):
+        seconds = len(flat) // FRAME_LEN * FRAME_SECONDS
+        first = len(self.rows)
+        for task, ids, mask, with_desc in examples:
+            self.rows.append((self.n_tokens, len(ids), TASKS.index(task), int(np.argmax(mask))))
+            self.chunks.append(ids.astype(self.dtype))
+            self.n_tokens += len(ids)
+            s = self.stats['tasks'][task]
+            s['examples'] += 1
+            s['tokens'] += len(ids)
+            s['seconds'] += seconds if task != 'text' else 0.0
+            s['with_desc'] += int(with_desc)
+        for level, codes in enumerate(unflatten(flat)):
+            self.code_counts[level] += np.bincount(codes, minlength=CODEBOOK_SIZE)
+        self.stats['n_utterances'] += 1
+        self.stats['seconds'] += seconds
+        self.stats['n_speaker_heldout'] += int(bool(record.get('speaker_heldout')))
+        self.utts.append(dict(record, n_frames=len(flat) // FRAME_LEN, examples=list(range(first, len(self.rows)))))
+
+    def tokens(self):
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, self.dtype)
+
+    def idx(self):
+        return np.array(self.rows, dtype=np.int64).reshape(-1, 4)
+
+    def part(self):
+        """The in-memory form write_dataset() takes."""
+        return dict(tokens=self.tokens(), idx=self.idx(), utts=self.utts, stats=self.stats, code_counts=self.code_counts)
+
+
+class Skips:
+    """Skipped rows counted by reason, a few examples of each (file, row, field, detail); repaired rows too."""
+
+    def __init__(self, d=None):
+        d = d or {}
+        self.skipped = Counter(d.get('skipped', {}))
+        self.repaired = Counter(d.get('repaired', {}))
+        self.examples = {k: list(v) for k, v in d.get('skipped_examples', {}).items()}
+        self.repaired_examples = {k: list(v) for k, v in d.get('repaired_examples', {}).items()}
+
+    def skip(self, reason, **where):
+        self.skipped[reason] += 1
+        self._remember(self.examples, reason, where)
+
+    def repair(self, reason, **where):
+        self.repaired[reason] += 1
+        self._remember(self.repaired_examples, reason, where)
+
+    @staticmethod
+    def _remember(book, reason, where):
+        if len(book.setdefault(reason, [])) < MAX_SKIP_EXAMPLES:
+            book[reason].append(where)
+
+    def merge(self, other):
+        self.skipped.update(other.skipped)
+        self.repaired.update(other.repaired)
+        for mine, theirs in ((self.examples, other.examples), (self.repaired_examples, other.repaired_examples)):
+            for reason, wheres in theirs.items():
+                for w in wheres:
+                    self._remember(mine, reason, w)
+
+    def to_dict(self):
+        return dict(skipped=dict(self.skipped), skipped_examples=self.examples,
+                    repaired=dict(self.repaired), repaired_examples=self.repaired_examples)
+
+
+def split_of(key, val_fraction):
+    """'train' or 'val' from a sha256 of key: the same on every run and machine (unlike hash())."""
+    h = int.from_bytes(hashlib.sha256(key.encode('utf-8')).digest()[:8], 'big') / 2 ** 64
+    return 'val' if h < val_fraction else 'train'
+
+
+def check_duration(n_frames, opts):
+    """None if the duration is within bounds, else the skip reason."""
+    seconds = n_frames * FRAME_SECONDS
+    if seconds < opts['min_seconds']:
+        return 'too short'
+    if seconds > opts['max_seconds']:
+        return 'too long'
+    return None
+
+
+def check_transcript(text, opts):
+    if not text.strip():
+        return 'empty transcript'
+    if len(text) > opts['max_text_chars']:
+        return 'transcript too long'
+    return None
+
+# -----------------------------------------------------------------------------
+# source mls: SNAC code strings in CSV (or parquet) shards
+
+class BadRow(ValueError):
+    def __init__(self, reason, field, detail):
+        super().__init__(f"{reason} ({field}: {detail})")
+        self.reason, self.field, self.detail = reason, field, detail
+
+
+def parse_snac_codes(s):
+    """'c c c ...' (7 per frame, depth-first), optionally with a separator ('#' or 4097) before every frame
+    and one at the end -> (flat codes (7T,) int64, repaired: a trailing partial frame was dropped).
+    Raises BadRow: unparseable codes, malformed frame, code out of range, no codes, too short."""
+    field = SNAC_CODES_COLUMN
+    head = s.split(None, 1)
+    sep_style = bool(head) and head[0] in SEPARATORS
+    text = s.replace('#', SEPARATORS[1]) if sep_style else s
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', DeprecationWarning)  # older numpy warns instead of raising on bad input
+            values = np.fromstring(text, dtype=np.int64, sep=' ')  # 5x faster than int() per token
+    except (ValueError, DeprecationWarning):
+        for i, token in enumerate(s.split()):
+            if not (token.isdigit() or (token[:1] == '-' and token[1:].isdigit()) or (sep_style and token in SEPARATORS)):
+                raise BadRow('unparseable codes', field, f"token {i} is {token[:20]!r}") from None
+        raise BadRow('unparseable codes', field, 'not whitespace-separated integers') from None
+    if values.size == 0:
+        raise BadRow('no codes', field, 'empty')
+    sep = int(SEPARATORS[1])
+    if sep_style and len(values) % (FRAME_LEN + 1) == 1 and (values[::FRAME_LEN + 1] == sep).all():
+        values = values[:-1].reshape(-1, FRAME_LEN + 1)[:, 1:].reshape(-1)  # the usual layout, vectorized
+    elif sep_style:
+        cuts = np.flatnonzero(values == sep)
+        frames = np.split(values, cuts)[1:]  # (separator, 7 codes) pieces; the row starts with a separator
+        if len(frames[-1]) == 1:
+            frames = frames[:-1]  # the closing separator
+        # every frame but the last has exactly 7 codes; a short last one is a partial frame, dropped below
+        last = len(frames) - 1
+        bad = [k for k, f in enumerate(frames) if len(f) != FRAME_LEN + 1 and (k < last or len(f) > FRAME_LEN + 1)]
+        if bad:
+            raise BadRow('malformed frame', field, f"frame {bad[0]} has {len(frames[bad[0]]) - 1} codes between separators")
+        values = np.concatenate([f[1:] for f in frames]) if frames else values[:0]
+    out_of_range = np.flatnonzero((values < 0) | (values >= CODEBOOK_SIZE))
+    if out_of_range.size:
+        i = int(out_of_range[0])
+        raise BadRow('code out of range', field, f"code {int(values[i])} at position {i} (raw codes are 0..{CODEBOOK_SIZE - 1})")
+    whole = len(values) - len(values) % FRAME_LEN
+    if whole == 0:
+        raise BadRow('too short', field, f"{len(values)} codes, less than one {FRAME_LEN}-code frame")
+    return values[:whole], whole < len(values)
+
+
+def first_present(row, names):
+    for n in names:
+        if row.get(n) not in (None, ''):
+            return n, row[n]
+    return None, None
+
+
+def validate_row(row, opts):
+    """A CSV/parquet row -> (record, flat codes, repaired). Raises BadRow naming the reason and field."""
+    for column in (TEXT_COLUMN, SNAC_CODES_COLUMN):
+        if row.get(column) is None:
+            raise BadRow('missing column', column, 'no such column or an empty cell in a short row')
+    text = str(row[TEXT_COLUMN]).strip()
+    reason = check_transcript(text, opts)
+    if reason:
+        raise BadRow(reason, TEXT_COLUMN, f"{len(text)} characters")
+    codes = row[SNAC_CODES_COLUMN]
+    flat, repaired = parse_snac_codes(codes if isinstance(codes, str) else ' '.join(map(str, codes)))  # parquet lists
+    reason = check_duration(len(flat) // FRAME_LEN, opts)
+    if reason:
+        raise BadRow(reason, SNAC_CODES_COLUMN, f"{len(flat) // FRAME_LEN * FRAME_SECONDS:.2f} s")
+    record = dict(text=text)
+    desc_column, desc = first_present(row, DESC_COLUMNS)
+    speaker_column, speaker = first_present(row, SPEAKER_COLUMNS)
+    if desc and str(desc).strip():
+        record['desc'] = str(desc).strip()
+    if speaker is not None:
+        record['speaker'] = str(speaker)
+    extra = {k: v for k, v in row.items() if k not in (TEXT_COLUMN, SNAC_CODES_COLUMN, desc_column, speaker_column)
+             and k is not None and v not in (None, '')}
+    if extra:
+        record['extra'] = {k: v if isinstance(v, (int, float, bool)) else str(v) for k, v in extra.items()}
+    return record, flat, repaired
+
+
+def iter_rows(path):
+    """(row number from 1, dict) for every data row of a CSV or parquet shard."""
+    if path.endswith('.parquet'):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise RuntimeError(f"{path}: reading parquet shards needs pyarrow (pip install pyarrow)") from None
+        n = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                n += 1
+                yield n, row
+        return
+    csv.field_size_limit(sys.maxsize)  # a long utterance's code string is far above the 128 KB default
+    with open(path, newline='', encoding='utf-8', errors='replace') as f:
+        for n, row in enumerate(csv.DictReader(f), start=1):
+            yield n, row
+
+
+def shard_key(opts):
+    """The options a shard's outputs depend on: a finished shard is reused only when they match."""
+    keys = ('encoding', 'layout', 'tts', 'tts_desc', 'asr', 'text', 'seed', 'val_fraction', 'min_seconds',
+            'max_seconds', 'max_text_chars')
+    return {k: opts[k] for k in keys}
+
+
+def prepare_shard(job):
+    """Fetch (if needed), validate and tokenize one shard into job['out']/ ; done.json is written last.
+    Returns done.json's content. Runs in a worker process."""
+    out, opts, name = job['out'], job['opts'], job['name']
+    done_path = os.path.join(out, 'done.json')
+    if os.path.exists(done_path):
+        with open(done_path) as f:
+            done = json.load(f)
+        if done['key'] == shard_key(opts) and done['source'] == job['source']:
+            return done
+    path = job['path']
+    if path is None:
+        path = hub_download(job['repo'], job['filename'])
+    os.makedirs(out, exist_ok=True)
+    tok = Tokenizer(opts['encoding'], opts['layout'])
+    writers = {s: SplitWriter(tok) for s in SPLITS}
+    skips = Skips()
+    # one generator per shard, seeded from the shard's name: the same examples whatever the worker order
+    rng = np.random.default_rng([opts['seed'], int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)])
+    n_rows = 0
+    try:
+        for n_rows, row in iter_rows(path):
+            try:
+                record, flat, repaired = validate_row(row, opts)
+            except BadRow as e:
+                skips.skip(e.reason, file=name, row=n_rows, field=e.field, detail=e.detail)
+                continue
+            if repaired:
+                skips.repair('partial trailing frame', file=name, row=n_rows, field=SNAC_CODES_COLUMN)
+            record['source'] = f"{name}:{n_rows}"
+            split = split_of(record.get('speaker', record['text']), opts['val_fraction'])
+            examples = utterance_examples(tok, record['text'], flat, record.get('desc'), opts, rng)
+            writers[split].add(record, flat, examples)
+    except (csv.Error, UnicodeError, OSError) as e:  # a broken file: keep what was read, count the rest as one
+        skips.skip('unreadable file', file=name, row=n_rows + 1, field='', detail=f"{type(e).__name__}: {e}")
+    for split, w in writers.items():
+        save_npy(os.path.join(out, f'{split}.tokens.npy'), w.tokens())
+        save_npy(os.path.join(out, f'{split}.idx.npy'), w.idx())
+        save_npy(os.path.join(out, f'{split}.counts.npy'), w.code_counts)
+        save_jsonl(os.path.join(out, f'{split}.utts.jsonl'), w.utts)
+    done = dict(key=shard_key(opts), source=job['source'], rows=n_rows, skips=skips.to_dict(),
+                stats={s: w.stats for s, w in writers.items()})
+    save_json(done_path, done)
+    return done
+
+
+def load_shard_part(out, split):
+    """A finished shard's outputs for one split, in write_dataset()'s form (tokens memory-mapped)."""
+    with open(os.path.join(out, 'done.json')) as f:
+        stats = json.load(f)['stats'][split]
+
+    def utts():
+        with open(os.path.join(out, f'{split}.utts.jsonl')) as f:
+            for line in f:
+                yield json.loads(line)
+    return dict(tokens=np.load(os.path.join(out, f'{split}.tokens.npy'), mmap_mode='r'),
+                idx=np.load(os.path.join(out, f'{split}.idx.npy')), utts=utts, stats=stats,
+                code_counts=np.load(os.path.join(out, f'{split}.counts.npy')))
+
+
+def hub_download(repo, filename):
+    from huggingface_hub import hf_hub_download
+    try:
+        return hf_hub_download(repo, filename, repo_type='dataset')  # resumes partial downloads, caches
+    except Exception as e:
+        raise RuntimeError(f"could not download {filename} from the hub dataset {repo} ({type(e).__name__}: {e}). "
+                           f"Offline? Use --files=<local shards> or --source=tiny") from None
+
+
+def hub_shards(repo, pattern, timeout=10.0):
+    """The repo's files matching pattern, sorted. A clear error when the hub cannot be reached."""
+    from huggingface_hub import HfApi
+    try:
+        info = HfApi().dataset_info(repo, timeout=timeout)
+    except Exception as e:
+        raise RuntimeError(f"cannot list the hub dataset {repo} ({type(e).__name__}: {str(e)[:200]}). The Hugging Face "
+                           f"hub looks unreachable from here: use --files=<local shards in the same schema> or "
+                           f"--source=tiny") from None
+    names = sorted(s.rfilename for s in info.siblings if fnmatch(s.rfilename, pattern))
+    if not names:
+        raise ValueError(f"no file of the hub dataset {repo} matches --pattern={pattern}")
+    return names
+
+
+def shard_jobs(opts, parts_dir):
+    """One job per shard, in order: local files (--files) or hub files (--repo, --pattern)."""
+    if opts['files']:
+        paths = sorted(p for pattern in opts['files'].split(',') for p in glob.glob(os.path.expanduser(pattern)))
+        if not paths:
+            raise FileNotFoundError(f"--files={opts['files']} matches no file")
+        names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+        if len(set(names)) < len(names):
+            raise ValueError(f"--files: two shards share a file name: {[n for n, c in Counter(names).items() if c > 1]}")
+        sources = [dict(name=n, path=p, repo=None, filename=None,
+                        source=dict(path=os.path.abspath(p), bytes=os.path.getsize(p), mtime=int(os.path.getmtime(p))))
+                   for n, p in zip(names, paths)]
+    else:
+        files = hub_shards(opts['repo'], opts['pattern'])
+        sources = [dict(name=os.path.splitext(os.path.basename(f))[0], path=None, repo=opts['repo'], filename=f,
+                        source=dict(repo=opts['repo'], file=f)) for f in files]
+    if opts['hours'] <= 0:
+        sources = sources[:opts['shards'] or (len(sources) if opts['files'] else 1)]
+    return [dict(s, out=os.path.join(parts_dir, s['name']), opts=opts) for s in sources]
+
+
+def run_shards(jobs, opts):
+    """Run prepare_shard over jobs (workers in parallel) and return the finished jobs to use, in order:
+    all of them, or with --hours the shortest prefix whose training + val audio reaches that many hours."""
+    from tqdm import tqdm
+    want_hours = opts['hours']
+    done = {}
+
+    def enough():
+        hours = 0.0
+        for i, j in enumerate(jobs):
+            if i not in done:
+                return None
+            hours += sum(s['seconds'] for s in done[i]['stats'].values()) / 3600
+            if want_hours > 0 and hours >= want_hours:
+                return i + 1
+        return len(jobs)
+
+    bar = tqdm(total=len(jobs) if want_hours <= 0 else None, desc='shards', unit='shard')
+    if opts['workers'] <= 1:
+        for i, job in enumerate(jobs):
+            done[i] = prepare_shard(job)
+            bar.update()
+            if enough():
+                break
+    else:
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        with ProcessPoolExecutor(opts['workers']) as pool:
+            pending, next_job = {}, 0
+            while True:
+                while next_job < len(jobs) and len(pending) < opts['workers'] and not enough():
+                    pending[pool.submit(prepare_shard, jobs[next_job])] = next_job
+                    next_job += 1
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    done[pending.pop(fut)] = fut.result()
+                    bar.update()
+    bar.close()
+    n = enough()
+    if want_hours > 0 and n == len(jobs):
+        hours = sum(s['seconds'] for d in done.values() for s in d['stats'].values()) / 3600
+        if hours < want_hours:
+            print(f"note: all {len(jobs)} shards hold {hours:.1f} hours, fewer than --hours={want_hours}")
+    return jobs[:n], [done[i] for i in range(n)]
+
+
+def prepare_mls(opts, out_dir, tok):
+    parts_dir = os.path.join(out_dir, 'parts')
+    jobs = shard_jobs(opts, parts_dir)
+    print(f"{len(jobs)} shard(s) {'available' if opts['hours'] > 0 else 'to use'}, "
+          f"{opts['workers']} worker(s); finished shards under {parts_dir} are reused")
+    jobs, dones = run_shards(jobs, opts)
+    skips = Skips()
+    for d in dones:
+        skips.merge(Skips(d['skips']))
+    parts = {s: [load_shard_part(j['out'], s) for j in jobs] for s in SPLITS}
+    from codec import DEFAULT_SNAC
+    codec = dict(kind='snac', source=DEFAULT_SNAC, stand_in=False, sample_rate=SAMPLE_RATE, frame_samples=FRAME_SAMPLES,
+                 codebook_size=CODEBOOK_SIZE,
+                 label=f"SNAC 24 kHz ({DEFAULT_SNAC}), codes as stored in {opts['files'] or opts['repo']}")
+    info = dict(shards=[j['name'] for j in jobs], rows=sum(d['rows'] for d in dones))
+    return parts, skips, codec, None, info
+
+# -----------------------------------------------------------------------------
+# sources with audio: tiny (espeak-ng) and folder; the codec that turns audio into codes
+
+def snac_available(timeout=3.0):
+    """True when pretrained SNAC can load: cached locally, or the hub answers within timeout seconds."""
+    from codec import DEFAULT_SNAC
+    try:
+        from huggingface_hub import HfApi, try_to_load_from_cache
+        if isinstance(try_to_load_from_cache(DEFAULT_SNAC, 'pytorch_model.bin'), str):
+            return True
+        if os.environ.get('HF_HUB_OFFLINE', '').lower() in ('1', 'true', 'yes', 'on'):
+            return False
+        HfApi().model_info(DEFAULT_SNAC, timeout=timeout)
+        return True
+    except Exception:
+        return False
+
+
+def open_codec(spec, train_wavs, out_dir, seed):
+    """(codec, spec as resolved, file name of a saved stand-in codec or None). 'mel' fits the stand-in on
+    train_wavs (a function returning the training audio, so nothing is synthesized or read twice)."""
+    import codec as codec_lib
+    if spec == 'auto':
+        if snac_available():
+            try:
+                return codec_lib.load_codec('snac'), 'snac', None
+            except RuntimeError as e:
+                print(f"pretrained SNAC did not load ({e}); using the stand-in codec")
+        else:
+            print("pretrained SNAC is not cached and the hub does not answer: using the stand-in log-mel codec "
+                  "(codec.MelCodec), fitted on the training audio")
+        spec = 'mel'
+    path = os.path.join(out_dir, 'codec.npz')
+    if spec == 'mel':
+        t0 = time.time()
+        wavs = train_wavs()
+        codec = codec_lib.MelCodec.fit(wavs, n_codes=CODEBOOK_SIZE, seed=seed)
+        atomic_write(path, codec.save)
+        print(f"fitted the stand-in codec on {len(wavs)} training utterances in {time.time() - t0:.1f} s -> {path}")
+        return codec, spec, 'codec.npz'
+    if spec.startswith('mel:'):
+        codec = codec_lib.MelCodec.load(spec[4:])
+        if os.path.abspath(spec[4:]) != os.path.abspath(path):
+            atomic_write(path, lambda tmp: shutil.copyfile(spec[4:], tmp))  # the dataset carries its codec
+        return codec, spec, 'codec.npz'
+    return codec_lib.load_codec(spec), spec, None
+
+
+def training_audio(utts, wavs):
+    return [w for u, w in zip(utts, wavs) if u['split'] == 'train']
+
+
+def encode_utterances(utts, wavs, codec, tok, opts, skips):
+    """Encode audio, build the task examples, sort them into splits -> {split: part}."""
+    from tqdm import tqdm
+    writers = {s: SplitWriter(tok) for s in SPLITS}
+    rng = np.random.default_rng(opts['seed'])
+    for u, wav in tqdm(list(zip(utts, wavs)), desc='encoding', unit='utt'):
+        reason = check_transcript(u['text'], opts)
+        if reason:
+            skips.skip(reason, file=u.get('file', u.get('id')), row=None, field='text',
+                       detail=f"{len(u['text'])} characters")
+            continue
+        flat = flatten(codec.encode(wav))
+        reason = check_duration(len(flat) // FRAME_LEN, opts)
+        if reason:
+            skips.skip(reason, file=u.get('file', u.get('id')), row=None, field='audio',
+                       detail=f"{len(wav) / SAMPLE_RATE:.2f} s")
+            continue
+        examples = utterance_examples(tok, u['text'], flat, u.get('desc'), opts, rng)
+        writers[u['split']].add(u, flat, examples)
+    return {s: [w.part()] for s, w in writers.items()}
+
+
+def prepare_tiny(opts, out_dir, tok):
+    import tinyspeech
+    voices = [v for v in opts['voices'].split(',') if v] or None
+    utts = tinyspeech.make_corpus(opts['n_train'], opts['n_val'], opts['seed'], voices)
+    skips = Skips()
+    print(f"synthesizing {len(utts)} utterances with {tinyspeech.backend().name}")
+    wavs = tinyspeech.synthesize_corpus(utts)
+    codec, spec, codec_file = open_codec(opts['codec'], lambda: training_audio(utts, wavs), out_dir, opts['seed'])
+    parts = encode_utterances(utts, wavs, codec, tok, opts, skips)
+    info = dict(synthesizer=tinyspeech.backend().name, codec_spec=spec,
+                speakers=len(tinyspeech.speakers(opts['seed'], voices)),
+                heldout_speakers=sum(s['heldout'] for s in tinyspeech.speakers(opts['seed'], voices)))
+    return parts, skips, codec.describe(), codec_file, info
+
+
+def folder_items(path, skips):
+    """[(file, audio path, text, desc, speaker)] from manifest.jsonl, manifest.csv, or <stem>.wav + <stem>.txt."""
+    items = []
+    for manifest in ('manifest.jsonl', 'manifest.csv'):
+        mpath = os.path.join(path, manifest)
+        if not os.path.exists(mpath):
+            continue
+        with open(mpath, newline='', encoding='utf-8') as f:
+            rows = enumerate(csv.DictReader(f) if manifest.endswith('.csv') else f, start=1)
+            for n, row in rows:
+                if manifest.endswith('.jsonl'):
+                    if not row.strip():
+                        continue
+                    try:
+                        row = json.loads(row)
+                    except json.JSONDecodeError as e:
+                        skips.skip('bad manifest row', file=manifest, row=n, field='', detail=str(e))
+                        continue
+                if not row.get('audio'):
+                    skips.skip('missing audio', file=manifest, row=n, field='audio', detail='no audio column value')
+                    continue
+                if row.get('text') is None:
+                    skips.skip('missing transcript', file=row['audio'], row=n, field='text', detail=manifest)
+                    continue
+                items.append((row['audio'], os.path.join(path, row['audio']), str(row['text']).strip(),
+                              row.get('desc') or None, row.get('speaker') or None))
+        return items
+    names = sorted(os.listdir(path))
+    stems = {os.path.splitext(n)[0] for n in names if n.lower().endswith(AUDIO_EXTENSIONS)}
+    for n in names:
+        stem, ext = os.path.splitext(n)
+        if ext.lower() in AUDIO_EXTENSIONS:
+            txt = os.path.join(path, stem + '.txt')
+            if not os.path.exists(txt):
+                skips.skip('missing transcript', file=n, row=None, field='text', detail=f"no {stem}.txt")
+                continue
+            with open(txt, encoding='utf-8', errors='replace') as f:
+                items.append((n, os.path.join(path, n), f.read().strip(), None, None))
+        elif ext == '.txt' and stem not in stems:
+            skips.skip('missing audio', file=n, row=None, field='audio', detail=f"no audio file named {stem}.*")
+    return items
+
+
+def prepare_folder(opts, out_dir, tok):
+    import codec as codec_lib
+    if not opts['path'] or not os.path.isdir(opts['path']):
+        raise FileNotFoundError(f"--source=folder needs --path=<a directory>, got {opts['path']!r}")
+    skips = Skips()
+    utts, wavs = [], []
+    for file, audio_path, text, desc, speaker in folder_items(opts['path'], skips):
+        reason = check_transcript(text, opts)
+        if reason:  # before reading the audio: a skipped file must not shape the stand-in codec
+            skips.skip(reason, file=file, row=None, field='text', detail=f"{len(text)} characters")
+            continue
+        try:
+            wav = codec_lib.load_audio(audio_path)
+        except Exception as e:
+            skips.skip('unreadable audio', file=file, row=None, field='audio',
+                       detail=f"{type(e).__name__}: {str(e)[:200]}")
+            continue
+        split = split_of(speaker or text, opts['val_fraction'])
+        u = dict(id=os.path.splitext(file)[0], file=file, split=split, text=text)
+        if desc:
+            u['desc'] = desc
+        if speaker:
+            u['speaker'] = speaker
+        utts.append(u)
+        wavs.append(wav)
+    if not utts:
+        raise ValueError(f"{opts['path']}: no usable audio + transcript pairs ({dict(skips.skipped)})")
+    codec, spec, codec_file = open_codec(opts['codec'], lambda: training_audio(utts, wavs), out_dir, opts['seed'])
+    parts = encode_utterances(utts, wavs, codec, tok, opts, skips)
+    return parts, skips, codec.describe(), codec_file, dict(codec_spec=spec, files=len(utts))
+
+# -----------------------------------------------------------------------------
+# writing the dataset: bins, index, utterances, meta.json last
+
+def code_diversity(counts, n_frames):
+    """Per level: distinct codes used, codes seen, perplexity (exp of the usage entropy: the effective
+    number of codes; 4096 would be uniform use)."""
+    levels = []
+    for level, c in enumerate(counts):
+        p = c[c > 0] / max(1, c.sum())
+        levels.append(dict(level=level, distinct=int((c > 0).sum()), codes=int(c.sum()),
+                           perplexity=round(float(np.exp(-(p * np.log(p)).sum())), 1) if p.size else 0.0))
+    return dict(frames=int(n_frames), levels=levels)
+
+
+def write_dataset(out_dir, tok, parts):
+    """parts: {split: [part, ...]} with tokens, idx, utts (list or a function yielding records), stats,
+    code_counts. Concatenates them into {split}.bin / .idx.npy and utterances.jsonl; returns per-split stats."""
+    splits = {}
+    for split, plist in parts.items():
+        idx_all, offset = [], 0
+        for p in plist:
+            idx = p['idx'].copy()
+            idx[:, 0] += offset
+            idx_all.append(idx)
+            offset += len(p['tokens'])
+        idx = np.concatenate(idx_all) if idx_all else np.zeros((0, 4), np.int64)
+        write_token_chunks(os.path.join(out_dir, f'{split}.bin'), (p['tokens'] for p in plist), tok.vocab_size,
+                           n_examples=len(idx))
+        save_npy(os.path.join(out_dir, f'{split}.idx.npy'), idx)
+        stats = empty_stats()
+        for p in plist:
+            stats = add_stats(stats, p['stats'])
+        counts = sum((p['code_counts'] for p in plist), np.zeros((N_LEVELS, CODEBOOK_SIZE), np.int64))  # (3, 4096)
+        n_frames = counts[0].sum() // LEVEL_RATES[0]
+        splits[split] = dict(
+            n_utterances=stats['n_utterances'], hours=round(stats['seconds'] / 3600, 4),
+            n_speaker_heldout=stats['n_speaker_heldout'], n_examples=int(len(idx)), n_tokens=int(offset),
+            tasks={t: dict(examples=s['examples'], tokens=s['tokens'], hours=round(s['seconds'] / 3600, 4),
+                           with_desc=s['with_desc']) for t, s in stats['tasks'].items()},
+            code_diversity=code_diversity(counts, n_frames))
+    save_jsonl(os.path.join(out_dir, 'utterances.jsonl'), utterance_records(parts))
+    return splits
+
+
+def utterance_records(parts):
+    """Every part's utterance records, with split and example numbers counted over the whole split."""
+    for split, plist in parts.items():
+        n_examples = 0
+        for p in plist:
+            for u in (p['utts']() if callable(p['utts']) else p['utts']):
+                yield dict(u, split=split, examples=[e + n_examples for e in u['examples']])
+            n_examples += len(p['idx'])
+
+
+def options_key(opts):
+    """The options that decide what a prepared folder holds (not how fast it was made)."""
+    return {k: v for k, v in opts.items() if k not in ('force', 'bench', 'workers', 'out_dir', 'name')}
+
+
+def is_up_to_date(out_dir, opts):
+    meta_path = os.path.join(out_dir, 'meta.json')
+    if not os.path.exists(meta_path):
+        return False, None
+    with open(meta_path) as f:
+        meta = json.load(f)
+    files = [f'{s}.{ext}' for s in SPLITS for ext in ('bin', 'idx.npy')]
+    files += [meta['codec_file']] if meta.get('codec_file') else []
+    if not all(os.path.exists(os.path.join(out_dir, f)) for f in files):
+        return False, 'files are missing'
+    changed = {k: (meta['options'].get(k), v) for k, v in options_key(opts).items() if meta['options'].get(k) != v}
+    return not changed, (f"options changed: {changed}" if changed else None)
+
+
+def resolve_options(opts):
+    opts = dict(opts)
+    if opts['source'] not in ('tiny', 'mls', 'folder'):
+        raise ValueError(f"--source must be tiny, mls or folder, got {opts['source']!r}")
+    opts['encoding'] = opts['encoding'] or ('gpt2' if opts['source'] == 'mls' else 'byte')
+    opts['name'] = opts['name'] or opts['source']
+    for task in TASKS + ('tts_desc',):
+        if opts[task] < 0:
+            raise ValueError(f"--{task}={opts[task]} must be >= 0")
+    if opts['tts_desc'] > 1:
+        raise ValueError(f"--tts_desc={opts['tts_desc']} is a probability, at most 1")
+    if not 0 <= opts['val_fraction'] < 1:
+        raise ValueError(f"--val_fraction={opts['val_fraction']} must be in [0, 1)")
+    return opts
+
+
+def prepare(opts):
+    """Build data/<name>/ from opts (config keys); return meta (or the existing meta when up to date)."""
+    opts = resolve_options(opts)
+    out_dir = os.path.join(opts['out_dir'], opts['name'])
+    fresh, why = is_up_to_date(out_dir, opts)
+    if fresh and not opts['force']:
+        print(f"{out_dir} is up to date (--force rebuilds)")
+        with open(os.path.join(out_dir, 'meta.json')) as f:
+            return json.load(f)
+    if why:
+        print(f"rebuilding {out_dir}: {why}")
+    t0 = time.time()
+    tok = Tokenizer(opts['encoding'], opts['layout'])  # first: an encoding that cannot load stops here
+    os.makedirs(out_dir, exist_ok=True)
+    if os.path.exists(os.path.join(out_dir, 'meta.json')):
+        os.remove(os.path.join(out_dir, 'meta.json'))  # until the new one lands, the folder is incomplete
+    source = dict(tiny=prepare_tiny, mls=prepare_mls, folder=prepare_folder)[opts['source']]
+    parts, skips, codec_desc, codec_file, info = source(opts, out_dir, tok)
+    splits = write_dataset(out_dir, tok, parts)
+    meta = dict(format_version=VERSION, vocab=tok.to_dict(), dtype=np.dtype(token_dtype(tok.vocab_size)).name,
+                tasks=list(TASKS), codec=codec_desc, codec_file=codec_file, source=opts['source'], source_info=info,
+                options=options_key(opts),
+                mixture={k: opts[k] for k in ('tts', 'tts_desc', 'asr', 'text')},
+                splits=splits, **skips.to_dict(), build_seconds=round(time.time() - t0, 1))
+    save_json(os.path.join(out_dir, 'meta.json'), meta)  # last: its presence means the folder is complete
+    print(summary(out_dir, meta))
+    return meta
+
+
+def where(e):
+    """'file row 3 field: detail' from a Skips example."""
+    row = f" row {e['row']}" if e.get('row') is not None else ''
+    detail = f": {e['detail']}" if e.get('detail') else ''
+    return f"{e['file']}{row} {e.get('field', '')}{detail}"
+
+
+def summary(out_dir, meta):
+    c = meta['codec']
+    lines = [f"{out_dir}: built in {meta['build_seconds']} s",
+             f"codec: {c.get('kind')}{' (STAND-IN, not SNAC)' if c.get('stand_in') else ''}: "
+             f"{c.get('label', c.get('source', ''))}",
+             f"vocab: {meta['vocab']['encoding']} text + {meta['vocab']['layout']} audio layout = "
+             f"{meta['vocab']['vocab_size']} ids ({meta['dtype']}); mixture {meta['mixture']}"]
+    for split, s in meta['splits'].items():
+        held = f", {s['n_speaker_heldout']} by held-out speakers" if s['n_speaker_heldout'] else ''
+        lines.append(f"{split:5s}: {s['n_utterances']} utterances{held}, {s['hours']:.3f} h audio, "
+                     f"{s['n_examples']} examples, {s['n_tokens']:,} tokens")
+        for t, ts in s['tasks'].items():
+            desc = f" ({ts['with_desc']} with <desc>)" if t == 'tts' else ''
+            lines.append(f"   {t:5s} {ts['examples']:7d} examples{desc} {ts['tokens']:12,} tokens {ts['hours']:9.3f} h")
+        d = s['code_diversity']
+        lines.append(f"   codes over {d['frames']} frames: " + ', '.join(
+            f"L{l['level']} {l['distinct']}/{CODEBOOK_SIZE} distinct (perplexity {l['perplexity']})" for l in d['levels']))
+    for kind in ('skipped', 'repaired'):
+        for reason, n in meta[kind].items():
+            ex = meta[f'{kind}_examples'].get(reason, [])[:2]
+            lines.append(f"{kind} {n} x {reason!r}: e.g. " + '; '.join(where(e) for e in ex))
+    if not meta['skipped']:
+        lines.append("skipped: none")
+    return '\n'.join(lines)
+
+# -----------------------------------------------------------------------------
+# speed figures (printed, never asserted)
+
+def synthetic_mls_rows(n_rows, seed=0, style='plain'):
+    """Rows in the real schema with random codes: ~10 s of audio and a 150-character transcript each."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_rows):
+        n_frames = int(rng.integers(60, 200))
+        codes = rng.integers(0, CODEBOOK_SIZE, (n_frames, FRAME_LEN))
+        if style == 'plain':
+            s = ' '.join(map(str, codes.reshape(-1)))
+        else:
+            sep = '#' if style == 'hash' else SEPARATORS[1]
+            s = ' '.join(f"{sep} " + ' '.join(map(str, f)) for f in codes) + f" {sep}"
+        rows.append(dict(text=' '.join(['word'] * 30), snac24khz=s, text_description='a calm voice', speaker_id=str(i % 50)))
+    return rows
+
+
+def bench(n_rows=2000, n_utts=200):
+    import tempfile
+    opts = resolve_options(dict(config, encoding='byte', source='mls'))
+    print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for style in ('plain', 'hash', str(CODEBOOK_SIZE + 1)):
+            path = os.path.join(tmp, f'part_{style}.csv')
+            rows = synthetic_mls_rows(n_rows, style=style)
+            with open(path, 'w', newline='') as f:
+                w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+            mb = os.path.getsize(path) / 1e6
+            t0 = time.time()
+            n_codes = sum(len(validate_row(r, opts)[1]) for _, r in iter_rows(path))
+            t_parse = time.time() - t0
+            t0 = time.time()
+            done = prepare_shard(dict(name=f'bench_{style}', path=path, out=os.path.join(tmp, style), opts=opts,
+                                      source=dict(path=path)))
+            t_all = time.time() - t0
+            n_tokens = sum(t['tokens'] for s in done['stats'].values() for t in s['tasks'].values())
+            print(f"mls rows, separators={style:5s}: {mb:.1f} MB CSV; read+parse+validate {n_rows / t_parse:,.0f} rows/s "
+                  f"{n_codes / t_parse / 1e6:.2f} M codes/s; + tokenize + write {n_rows / t_all:,.0f} rows/s "
+                  f"{n_tokens / t_all / 1e6:.2f} M output tokens/s")
+    import codec as codec_lib
+    import tinyspeech
+    utts = tinyspeech.make_corpus(n_utts, 0)
+    t0 = time.time()
+    wavs = tinyspeech.synthesize_corpus(utts, progress=False)
+    t_synth = time.time() - t0
+    seconds = sum(len(w) for w in wavs) / SAMPLE_RATE
+    print(f"tiny corpus: espeak-ng ({tinyspeech.backend().name}) synthesizes {seconds / t_synth:,.0f} s of audio per s "
+          f"({n_utts / t_synth:,.0f} utterances/s)")
+    t0 = time.time()
+    codec = codec_lib.MelCodec.fit(wavs, n_codes=CODEBOOK_SIZE, seed=0)
+    t_fit = time.time() - t0
+    t0 = time.time()
+    for w in wavs:
+        flatten(codec.encode(w))
+    t_enc = time.time() - t0
+    print(f"tiny corpus, stand-in codec: fit on {seconds:.0f} s of audio in {t_fit:.1f} s; encodes "
+          f"{seconds / t_enc:,.0f} s of audio per s ({n_utts / t_enc:,.0f} utterances/s)")
+
+
+if __name__ == '__main__':
+    from configurator import apply_overrides
+    args = [a + '=True' if a in ('--force', '--bench') else a for a in sys.argv[1:]]  # bare flags
+    opts = apply_overrides(config, args)
+    if opts['bench']:
+        bench()
+    else:
+        prepare(opts)

@@ -1,0 +1,339 @@
+"""
+A tiny offline speech corpus: template sentences spoken by espeak-ng voices, no download.
+
+    python tinyspeech.py --n=5 --out=/tmp/tiny_wavs        # a few wavs + transcripts (+ manifest.jsonl)
+    python tinyspeech.py --sentences=10                      # print training and held-out sentences
+    python tinyspeech.py --speakers                          # list the speakers and their descriptions
+
+Sentences: templates over names, places, colours, objects, numbers, times and actions give millions of
+distinct short sentences (2-4 s of speech). Some (name, place) and (colour, object) pairs are held out:
+no training sentence contains one and every held-out sentence contains at least one, so held-out
+sentences are new word combinations, not just new sentences.
+
+Speakers: English voices of espeak-ng (accent) x male/female variant x speaking rate x pitch. Each
+combination is a speaker with a plain-words description ("a slow, low-pitched female voice with a
+Scottish accent"); a few speakers are held out for evaluation.
+
+Synthesis goes through the libespeak-ng that the espeakng-loader wheel bundles (ctypes, no root),
+or an espeak-ng binary on PATH when that library cannot load; backend() says which.
+espeak-ng output is not bit-repeatable: the same text and voice can differ by a few samples.
+"""
+import ctypes
+import itertools
+import os
+import random
+import shutil
+import string
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from tokenizer import SAMPLE_RATE
+
+# -----------------------------------------------------------------------------
+# words and templates
+
+NAMES = ['Anna', 'Ben', 'Clara', 'David', 'Emma', 'Felix', 'Grace', 'Henry', 'Iris', 'Jack',
+         'Kate', 'Leo', 'Maria', 'Noah', 'Olivia', 'Peter', 'Rosa', 'Sam', 'Tom', 'Vera']
+PLACES = ['kitchen', 'garden', 'station', 'library', 'market', 'office', 'harbour', 'school', 'museum', 'bakery',
+          'hospital', 'park', 'airport', 'hotel', 'cinema', 'church', 'bridge', 'farm', 'beach', 'village']
+COLOURS = ['red', 'blue', 'green', 'yellow', 'black', 'white', 'orange', 'purple', 'brown', 'grey', 'pink', 'silver']
+OBJECTS = [('cup', 'cups'), ('box', 'boxes'), ('book', 'books'), ('key', 'keys'), ('bag', 'bags'), ('hat', 'hats'),
+           ('chair', 'chairs'), ('lamp', 'lamps'), ('coat', 'coats'), ('ball', 'balls'), ('bottle', 'bottles'),
+           ('letter', 'letters'), ('basket', 'baskets'), ('clock', 'clocks'), ('phone', 'phones'),
+           ('jacket', 'jackets'), ('umbrella', 'umbrellas'), ('bicycle', 'bicycles'), ('ticket', 'tickets'),
+           ('blanket', 'blankets')]
+NUMBERS = ['two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten', 'eleven', 'twelve', 'fifteen',
+           'twenty']
+ACTIONS = ['found', 'lost', 'painted', 'moved', 'sold', 'bought', 'cleaned', 'carried', 'dropped', 'borrowed',
+           'hid', 'opened', 'fixed', 'washed', 'wrapped']
+HOURS = ['one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten', 'eleven', 'twelve']
+DAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday']
+PARTS_OF_DAY = ['morning', 'afternoon', 'evening']
+
+# {name}/{name2}, {place}, {colour}/{colour2}, {object}/{objects}, {number}, {action}, {time}
+TEMPLATES = [
+    "{name} {action} the {colour} {object} in the {place}.",
+    "{name} will meet {name2} at the {place} {time}.",
+    "Please bring {number} {colour} {objects} to the {place}.",
+    "{Time}, {name} {action} a {colour} {object}.",
+    "Did {name} leave the {colour} {object} at the {place} yesterday?",
+    "There are {number} {colour} {objects} near the {place}.",
+    "The {colour} {object} on the table belongs to {name}.",
+    "{name} walked to the {place} with {name2} {time}.",
+    "{name} and {name2} {action} {number} {objects} last week.",
+    "Is the {place} still open {time}, or is it closed?",
+    "{name} asked for the {colour} {object}, not the {colour2} one.",
+    "We saw {name} at the {place} with a {colour} {object}.",
+    "{name} counted {number} {objects} at the {place}.",
+    "The old {object} by the {place} is painted {colour}.",
+]
+HELDOUT_PAIR_FRACTION = 0.1  # of all (name, place) and of all (colour, object) pairs
+
+
+def random_time(rng):
+    kind = rng.randrange(5)
+    hour = rng.choice(HOURS)
+    if kind == 0:
+        return f"at {hour} o'clock"
+    if kind == 1:
+        return f"at half past {hour}"
+    if kind == 2:
+        return f"at a quarter to {hour}"
+    if kind == 3:
+        return f"on {rng.choice(DAYS)}"
+    return f"on {rng.choice(DAYS)} {rng.choice(PARTS_OF_DAY)}"
+
+
+def random_sentence(rng):
+    """One sentence and the word pairs it contains: (text, {'name_place': [...], 'colour_object': [...]})."""
+    template = rng.choice(TEMPLATES)
+    name, name2 = rng.sample(NAMES, 2)
+    colour, colour2 = rng.sample(COLOURS, 2)
+    obj, objs = rng.choice(OBJECTS)
+    time = random_time(rng)
+    slots = dict(name=name, name2=name2, place=rng.choice(PLACES), colour=colour, colour2=colour2, object=obj,
+                 objects=objs, number=rng.choice(NUMBERS), action=rng.choice(ACTIONS), time=time,
+                 Time=time[0].upper() + time[1:])
+    text = template.format(**slots)
+    used = {field for _, field, _, _ in string.Formatter().parse(template) if field}
+    pairs = {'name_place': [(slots[n], slots['place']) for n in ('name', 'name2') if n in used] if 'place' in used else [],
+             'colour_object': [(slots[c], obj) for c in ('colour', 'colour2') if c in used]
+                              if used & {'object', 'objects'} else []}
+    return text, pairs
+
+
+def heldout_pairs(seed=0):
+    """The word pairs that never occur in training sentences: a fixed fraction of each pair kind."""
+    rng = random.Random(f'heldout-pairs-{seed}')
+    out = {}
+    for kind, pairs in (('name_place', list(itertools.product(NAMES, PLACES))),
+                        ('colour_object', list(itertools.product(COLOURS, [o for o, _ in OBJECTS])))):
+        out[kind] = set(rng.sample(pairs, round(HELDOUT_PAIR_FRACTION * len(pairs))))
+    return out
+
+
+def is_heldout(pairs, held):
+    return any(p in held[kind] for kind, ps in pairs.items() for p in ps)
+
+
+def make_sentences(n, split='train', seed=0, exclude=()):
+    """n distinct sentences, deterministic given (split, seed). 'train' sentences contain no held-out word
+    pair; 'heldout' sentences contain at least one, so the two sets are disjoint by construction."""
+    if split not in ('train', 'heldout'):
+        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    held = heldout_pairs(seed)
+    rng = random.Random(f'sentences-{split}-{seed}')
+    seen, out = set(exclude), []
+    for _ in range(200 * n + 1000):  # rejection sampling; far more tries than ever needed
+        if len(out) == n:
+            break
+        text, pairs = random_sentence(rng)
+        if text in seen or is_heldout(pairs, held) != (split == 'heldout'):
+            continue
+        seen.add(text)
+        out.append(text)
+    if len(out) < n:
+        raise ValueError(f"could only make {len(out)} distinct {split} sentences, asked for {n}")
+    return out
+
+# -----------------------------------------------------------------------------
+# speakers: accent x gender x rate x pitch
+
+ACCENTS = {'en-us': 'an American', 'en': 'a British', 'en-gb-scotland': 'a Scottish', 'en-029': 'a Caribbean',
+           'en-us-nyc': 'a New York', 'en-gb-x-gbcwmd': 'a West Midlands'}  # espeak-ng voice -> accent words
+GENDERS = {'male': 'm3', 'female': 'f2'}  # espeak-ng voice variants (espeak-ng-data/voices/!v)
+RATES = {'slow': 140, 'steady': 175, 'fast': 210}  # words per minute; espeak-ng's default is 175
+PITCHES = {'low-pitched': 30, 'mid-pitched': 50, 'high-pitched': 70}  # espeak-ng pitch 0..100, default 50
+HELDOUT_SPEAKER_FRACTION = 0.1
+
+
+def speakers(seed=0, voices=None):
+    """Every speaker as a dict (id, voice, rate, pitch, desc, heldout). voices: a subset of ACCENTS' keys.
+    The held-out speakers are a fixed fraction, at least one, chosen by seed."""
+    accents = list(ACCENTS) if not voices else list(voices)
+    unknown = [v for v in accents if v not in ACCENTS]
+    if unknown:
+        raise ValueError(f"unknown voice(s) {unknown}; choose from {list(ACCENTS)}")
+    out = []
+    for accent, gender, rate, pitch in itertools.product(accents, GENDERS, RATES, PITCHES):
+        out.append(dict(id=f"{accent}+{GENDERS[gender]}/{rate}/{pitch}", voice=f"{accent}+{GENDERS[gender]}",
+                        rate=RATES[rate], pitch=PITCHES[pitch],
+                        desc=f"a {rate}, {pitch} {gender} voice with {ACCENTS[accent]} accent", heldout=False))
+    rng = random.Random(f'heldout-speakers-{seed}')
+    for s in rng.sample(out, max(1, round(HELDOUT_SPEAKER_FRACTION * len(out)))):
+        s['heldout'] = True
+    return out
+
+
+def make_corpus(n_train, n_val, seed=0, voices=None):
+    """Utterance records (no audio yet). Training: training sentences by training speakers. Validation:
+    held-out sentences, half spoken by training speakers, half by held-out speakers (speaker_heldout)."""
+    spk = speakers(seed, voices)
+    seen = [s for s in spk if not s['heldout']]
+    unseen = [s for s in spk if s['heldout']]
+    rng = random.Random(f'corpus-{seed}')
+    utts = []
+    for i, text in enumerate(make_sentences(n_train, 'train', seed)):
+        utts.append(dict(id=f'train_{i:05d}', split='train', text=text, speaker=rng.choice(seen)))
+    for i, text in enumerate(make_sentences(n_val, 'heldout', seed)):
+        utts.append(dict(id=f'val_{i:05d}', split='val', text=text, speaker=rng.choice(seen if i % 2 == 0 else unseen)))
+    for u in utts:
+        s = u.pop('speaker')
+        u.update(speaker=s['id'], desc=s['desc'], voice=s['voice'], rate=s['rate'], pitch=s['pitch'],
+                 speaker_heldout=s['heldout'])
+    return utts
+
+# -----------------------------------------------------------------------------
+# espeak-ng synthesis
+
+# constants from espeak-ng's speak_lib.h
+AUDIO_OUTPUT_SYNCHRONOUS = 2
+espeakINITIALIZE_DONT_EXIT = 0x8000
+espeakRATE, espeakPITCH = 1, 3
+POS_CHARACTER = 1
+espeakCHARS_UTF8 = 1
+EE_OK = 0
+SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+class LibEspeak:
+    """libespeak-ng through ctypes. The library keeps global state, so one instance per process."""
+
+    def __init__(self):
+        import espeakng_loader
+        self.path = espeakng_loader.get_library_path()
+        lib = ctypes.CDLL(self.path)
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        self.sample_rate = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(),
+                                                 espeakINITIALIZE_DONT_EXIT)
+        if self.sample_rate <= 0:
+            raise RuntimeError(f"espeak_Initialize failed ({self.sample_rate}) for {self.path}")
+        self.chunks = []
+        self.callback = SYNTH_CALLBACK(self._collect)  # keep a reference: the library calls it later
+        lib.espeak_SetSynthCallback(self.callback)
+        self.lib, self.voice = lib, None
+        self.name = f"libespeak-ng from espeakng-loader ({self.path})"
+
+    def _collect(self, wav, n, events):
+        if n > 0:
+            self.chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        return 0  # 0 = go on
+
+    def __call__(self, text, voice, rate, pitch):
+        if voice != self.voice:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != EE_OK:
+                raise ValueError(f"espeak-ng has no voice {voice!r}")
+            self.voice = voice
+        self.lib.espeak_SetParameter(espeakRATE, int(rate), 0)
+        self.lib.espeak_SetParameter(espeakPITCH, int(pitch), 0)
+        self.chunks = []
+        data = text.encode('utf-8')
+        err = self.lib.espeak_Synth(data, len(data) + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, None, None)
+        if err != EE_OK:
+            raise RuntimeError(f"espeak_Synth failed ({err}) on {text!r}")
+        pcm = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
+        return pcm.astype(np.float32) / 32768.0
+
+
+class BinaryEspeak:
+    """An espeak-ng executable on PATH, one process per utterance (slower, same voices)."""
+
+    def __init__(self):
+        self.path = shutil.which('espeak-ng')
+        if self.path is None:
+            raise RuntimeError("no espeak-ng executable on PATH")
+        self.sample_rate = None  # read from each wav header
+        self.name = f"espeak-ng executable ({self.path})"
+
+    def __call__(self, text, voice, rate, pitch):
+        import wave
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, 'out.wav')
+            r = subprocess.run([self.path, '-v', voice, '-s', str(int(rate)), '-p', str(int(pitch)), '-w', out, text],
+                               capture_output=True, text=True)
+            if r.returncode != 0 and 'voice does not exist' in r.stderr:
+                raise ValueError(f"espeak-ng has no voice {voice!r}")
+            if r.returncode != 0:
+                raise RuntimeError(f"espeak-ng failed on {text!r} with voice {voice!r}: {r.stderr.strip()}")
+            with wave.open(out) as w:
+                self.sample_rate = w.getframerate()
+                pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        return pcm.astype(np.float32) / 32768.0
+
+
+_engine = None
+
+
+def backend():
+    """The espeak-ng in use (loaded on first call): the bundled library, else a binary on PATH."""
+    global _engine
+    if _engine is None:
+        try:
+            _engine = LibEspeak()
+        except Exception as lib_error:
+            try:
+                _engine = BinaryEspeak()
+            except RuntimeError:
+                raise RuntimeError(f"no espeak-ng: the espeakng-loader library did not load ({lib_error}) "
+                                   f"and there is no espeak-ng executable on PATH. pip install espeakng-loader") from None
+    return _engine
+
+
+def synthesize(text, voice='en-us', rate=175, pitch=50):
+    """Speak text -> float32 (N,) at tokenizer.SAMPLE_RATE. Not bit-repeatable between calls."""
+    import soxr
+    engine = backend()
+    wav = engine(text, voice, rate, pitch)
+    if len(wav) == 0:
+        raise RuntimeError(f"espeak-ng produced no audio for {text!r} (voice {voice!r})")
+    return soxr.resample(wav, engine.sample_rate, SAMPLE_RATE).astype(np.float32)
+
+
+def synthesize_corpus(utts, progress=True):
+    """Audio for make_corpus() records, in order."""
+    from tqdm import tqdm
+    return [synthesize(u['text'], u['voice'], u['rate'], u['pitch'])
+            for u in tqdm(utts, desc='espeak-ng', unit='utt', disable=not progress)]
+
+
+def main(argv):
+    opts = dict(n=5, out='/tmp/tiny_wavs', seed=0, sentences=0, speakers=False)
+    for a in argv:
+        key, _, value = a[2:].partition('=')
+        if not a.startswith('--') or key not in opts:
+            raise SystemExit(f"unknown option {a!r}; options: {', '.join('--' + k for k in opts)}")
+        opts[key] = value if isinstance(opts[key], str) else (value != 'False') if isinstance(opts[key], bool) else int(value)
+    if opts['speakers']:
+        for s in speakers(opts['seed']):
+            print(f"{s['id']:28s} {'held out' if s['heldout'] else 'training':8s}  {s['desc']}")
+        return
+    if opts['sentences']:
+        for split in ('train', 'heldout'):
+            print(f"-- {split}")
+            print('\n'.join(make_sentences(opts['sentences'], split, opts['seed'])))
+        return
+    import json
+    from codec import write_wav
+    n = opts['n']
+    utts = make_corpus(n - n // 2, n // 2, opts['seed'])
+    os.makedirs(opts['out'], exist_ok=True)
+    print(f"synthesizing with {backend().name}")
+    with open(os.path.join(opts['out'], 'manifest.jsonl'), 'w') as manifest:
+        for u, wav in zip(utts, synthesize_corpus(utts, progress=False)):
+            write_wav(os.path.join(opts['out'], u['id'] + '.wav'), wav, SAMPLE_RATE)
+            with open(os.path.join(opts['out'], u['id'] + '.txt'), 'w') as f:
+                f.write(u['text'] + '\n')
+            manifest.write(json.dumps(dict(audio=u['id'] + '.wav', text=u['text'], desc=u['desc'], speaker=u['speaker'])) + '\n')
+            print(f"{u['id']}.wav  {len(wav) / SAMPLE_RATE:.2f} s  [{u['desc']}]  {u['text']}")
+    print(f"wrote {n} wavs + transcripts + manifest.jsonl to {opts['out']}")
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
