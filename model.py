@@ -289,7 +289,15 @@ def sample_logits(logits, temperature=1.0, top_k=None, top_p=None, generator=Non
         sorted_logits = sorted_logits.masked_fill(drop, float('-inf'))
         logits = torch.full_like(logits, float('-inf')).scatter(-1, order, sorted_logits)
     probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    # inverse-CDF draw: one uniform per row and a binary search. torch.multinomial over a 12.8k vocabulary
+    # costs ~0.5 ms on CPU, a sixth of a whole decode step of a 6 M-parameter model (bench_generate.py).
+    # A zero-probability id spans an empty interval of the CDF, so it is never drawn; u is kept strictly
+    # below the total so that float rounding cannot run past the last id.
+    cdf = probs.cumsum(dim=-1)  # (B, V)
+    total = cdf[:, -1:]  # (B, 1), 1 up to rounding
+    u = torch.rand(total.shape, generator=generator, device=probs.device) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, u, right=True)[:, 0]
 
 
 def model_from_checkpoint(ckpt, device='cpu'):

@@ -1,0 +1,267 @@
+"""
+Inference speed figures: generation with the KV cache against full recompute, and streaming TTS
+(time to first audio, real-time factor) with the random-weight SNAC and the stand-in MelCodec.
+
+    python bench_generate.py                          # everything below (~10 minutes on 2 cores)
+    python bench_generate.py --what=tokens            # tokens/s: KV cache vs forward_naive, fp32 and bf16 weights
+    python bench_generate.py --what=stream            # streaming: eager fp32, then compiled SNAC + bf16 LM, MelCodec
+    python bench_generate.py --what=stream --compile=False --codecs=snac
+    python bench_generate.py --what=gpu               # a paper estimate of time to first audio on a GPU
+
+Random weights throughout: speed does not depend on them (the grammar mask fixes each utterance's length via
+min_frames = max frames). Each figure is the median of --runs timed runs after a warm-up. The load average
+is printed because other processes on a small machine change these numbers (a busy second core stalls every
+2-thread op: compare figures taken side by side).
+"""
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from configurator import apply_overrides
+from model import GPT, GPTConfig, sample_logits
+from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SECONDS, SAMPLE_RATE, Tokenizer
+
+DEFAULTS = dict(
+    what='all',                # all | tokens | stream | gpu (the paper estimate)
+    threads=2,
+    runs=5,                    # timed runs per figure (the median is reported)
+    n_layer=4, n_head=4, n_embd=256,   # the reference model of DESIGN.md (~6.4 M parameters with the vocabulary)
+    contexts=None,             # tokens of context for generation speed: None means 256,1024 (--contexts=512 works too)
+    new_tokens=64,             # tokens generated per timed run (KV cache)
+    naive_tokens=16,           # tokens generated per timed run (full recompute: slow)
+    dtypes='float32,bfloat16',
+    codecs='snac,mel',         # streaming: random-weight SNAC (noise off) and/or the stand-in MelCodec
+    seconds=5.0,               # streaming: length of each utterance
+    compile=True,              # streaming: also the compiled SNAC decoder + bf16 LM
+    gpu_us_per_op=8.0,         # estimate: eager PyTorch dispatch per operator on a GPU
+    graph_us_per_op=3.0,       # estimate: per small kernel inside a CUDA graph
+    snac_window_ms=10.0,       # estimate: one SNAC window on a GPU (canopyai/Orpheus-TTS#221 logged 10 ms)
+)
+
+
+def load():
+    return open('/proc/loadavg').read().split()[0] if os.path.exists('/proc/loadavg') else '?'
+
+
+def reference_model(cfg, vocab_size, block_size, dtype=torch.float32):
+    torch.manual_seed(0)
+    config = GPTConfig(n_layer=cfg['n_layer'], n_head=cfg['n_head'], n_embd=cfg['n_embd'], block_size=block_size,
+                       vocab_size=vocab_size)
+    return GPT(config).eval().to(dtype)
+
+# -----------------------------------------------------------------------------
+# 1. tokens/s: KV cache vs full recompute
+
+
+@torch.inference_mode()
+def naive_step_time(model, prompt, n):
+    """Seconds per token when every step runs forward_naive over the whole sequence (no cache)."""
+    seq = prompt
+    gen = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        logits = model.forward_naive(seq)[:, -1, :]  # (B, V)
+        seq = torch.cat([seq, sample_logits(logits, 1.0, None, None, gen)[:, None]], dim=1)
+    return (time.perf_counter() - t0) / n
+
+
+def cache_step_time(model, prompt, n):
+    """Seconds per token of model.generate_tokens after its prefill (the first token comes with the prefill),
+    and the prefill time."""
+    t0 = time.perf_counter()
+    tokens = model.generate_tokens(prompt, n, temperature=1.0, seed=0)
+    next(tokens)
+    t1 = time.perf_counter()
+    for _ in tokens:
+        pass
+    return (time.perf_counter() - t1) / (n - 1), t1 - t0
+
+
+def median_of(fn, runs):
+    fn()  # warm-up
+    return statistics.median(fn() for _ in range(runs))
+
+
+def bench_tokens(cfg):
+    contexts = cfg['contexts'] or (256, 1024)
+    contexts = [int(c) for c in (contexts if isinstance(contexts, (tuple, list)) else [contexts])]
+    vocab = 12800  # DESIGN.md's reference vocabulary
+    print(f"\n== generation, batch 1, {cfg['n_layer']} layers x {cfg['n_embd']} wide, vocab {vocab}, "
+          f"{torch.get_num_threads()} threads (load {load()})")
+    print(f"{'weights':>9} {'context':>8} {'recompute tok/s':>16} {'KV cache tok/s':>15} {'speed-up':>9} {'prefill ms':>11}")
+    rows = []
+    for dtype_name in cfg['dtypes'].split(','):
+        dtype = getattr(torch, dtype_name)
+        model = reference_model(cfg, vocab, max(contexts) + cfg['new_tokens'], dtype)
+        for ctx in contexts:
+            prompt = torch.randint(0, vocab, (1, ctx - cfg['new_tokens']))
+            naive = median_of(lambda: naive_step_time(model, torch.randint(0, vocab, (1, ctx)), cfg['naive_tokens']),
+                              max(1, cfg['runs'] // 2))
+            runs = [cache_step_time(model, prompt, cfg['new_tokens']) for _ in range(cfg['runs'] + 1)][1:]
+            step, prefill = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+            rows.append(dict(dtype=dtype_name, context=ctx, naive=1 / naive, cache=1 / step, prefill_ms=prefill * 1e3))
+            print(f"{dtype_name:>9} {ctx:>8} {1 / naive:>16.1f} {1 / step:>15.1f} {naive / step:>8.1f}x {prefill * 1e3:>11.1f}")
+    print(f"(load {load()}; context = tokens in the sequence while timing; recompute = forward_naive every step)")
+    return rows
+
+# -----------------------------------------------------------------------------
+# 2. streaming: time to first audio and real-time factor
+
+
+def make_codec(kind, folder):
+    import codec as codec_lib
+    if kind == 'snac':
+        return codec_lib.SnacCodec(codec_lib.make_random_snac(os.path.join(folder, 'snac'), seed=0), noise=False)
+    t = np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE  # a sine sweep with a little noise: codebooks to decode from
+    wav = 0.3 * np.sin(2 * np.pi * (150 + 500 * t) * t) + 0.01 * np.random.default_rng(0).standard_normal(len(t))
+    return codec_lib.MelCodec.fit([wav.astype(np.float32)])
+
+
+def bench_stream_setting(model, tok, codec, seconds, runs):
+    from stream import stream
+    frames = int(round(seconds / FRAME_SECONDS))
+    text = 'the quick brown fox jumps over the lazy dog'
+
+    def once():
+        stats = {}
+        for _ in stream(model, tok, codec, text, max_seconds=seconds, min_frames=frames, seed=0, stats=stats):
+            pass
+        return stats
+
+    once()  # warm-up: first-call costs, and every window shape for a compiled decoder
+    all_stats = [once() for _ in range(runs)]
+    med = lambda k: statistics.median(s[k] for s in all_stats)
+    return dict(ttfa_ms=med('time_to_first_audio_s') * 1e3, rtf=med('rtf'), gen_s=med('generate_s'),
+                decode_s=med('decode_s'), tok_s=med('tokens_per_s'), audio_s=all_stats[0]['audio_s'],
+                frames=all_stats[0]['frames'])
+
+
+def window_cost(codec, n_frames, runs=5):
+    """Median seconds of one codec.decode of n_frames random frames (a streaming window)."""
+    from tokenizer import unflatten
+    rng = np.random.default_rng(0)
+    levels = unflatten(rng.integers(0, CODEBOOK_SIZE, n_frames * FRAME_LEN))
+    codec.decode(levels)
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        codec.decode(levels)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def bench_stream(cfg):
+    from stream import compile_codec
+    import codec as codec_lib
+    tok = Tokenizer('byte', 'level')
+    block = 1024
+    folder = tempfile.mkdtemp(prefix='snacgpt_bench_')
+    print(f"\n== streaming TTS, batch 1, {cfg['seconds']:.1f} s utterances, {torch.get_num_threads()} threads "
+          f"(load {load()})")
+    print(f"{'codec':>6} {'LM':>9} {'decoder':>8} {'first audio ms':>15} {'RTF':>6} {'LM s':>6} {'codec s':>8} "
+          f"{'LM tok/s':>9} {'audio s':>8}")
+    rows = []
+    for kind in cfg['codecs'].split(','):
+        codec = make_codec(kind, folder)
+        settings = [('float32', False)] + ([('bfloat16', True)] if cfg['compile'] and kind == 'snac' else [])
+        if kind == 'mel':
+            settings = [('float32', False)] + ([('bfloat16', False)] if cfg['compile'] else [])
+        for dtype_name, compiled in settings:
+            model = reference_model(cfg, tok.vocab_size, block, getattr(torch, dtype_name))
+            if compiled:
+                compile_codec(codec)
+            r = bench_stream_setting(model, tok, codec, cfg['seconds'], cfg['runs'])
+            r.update(codec=kind, lm=dtype_name, decoder='compiled' if compiled else 'eager')
+            rows.append(r)
+            print(f"{kind:>6} {dtype_name:>9} {r['decoder']:>8} {r['ttfa_ms']:>15.0f} {r['rtf']:>6.2f} {r['gen_s']:>6.2f} "
+                  f"{r['decode_s']:>8.2f} {r['tok_s']:>9.0f} {r['audio_s']:>8.2f}")
+        if kind == 'snac':
+            left, right = codec_lib.LEFT_CONTEXT, codec_lib.RIGHT_CONTEXT
+            first = window_cost(codec, codec_lib.FIRST_FRAMES + right)
+            step = window_cost(codec, left + codec_lib.STEP_FRAMES + right)
+            print(f"       SNAC windows ({'compiled' if compiled else 'eager'}): first {codec_lib.FIRST_FRAMES}+{right} frames "
+                  f"{first * 1e3:.0f} ms, then {left}+{codec_lib.STEP_FRAMES}+{right} frames {step * 1e3:.0f} ms "
+                  f"({step / codec_lib.STEP_FRAMES * 1e3:.0f} ms per emitted {FRAME_SECONDS * 1e3:.1f} ms frame)")
+    print(f"(load {load()}; first audio = request to first samples ready; RTF = (LM + codec) / audio duration)")
+    return rows
+
+
+# -----------------------------------------------------------------------------
+# 3. a paper estimate of time to first audio on a GPU, from counted per-step work
+
+
+def count_ops(fn):
+    """Number of aten operators (≈ GPU kernel launches) that fn() dispatches."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Counter.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        fn()
+    return Counter.n
+
+
+def gpu_estimate(cfg):
+    """Time to first audio on a GPU for the reference model, from the operators one decode step dispatches.
+    Assumptions (stated, not measured here: there is no GPU on this machine):
+      - at 6 M parameters nothing is bandwidth- or FLOP-bound on a GPU (25 MB of fp32 weights read in ~10 us at
+        H100 bandwidth), so a decode step costs its kernel launches: --gpu_us_per_op (eager PyTorch: ~5-10 us of
+        CPU dispatch per operator) or --graph_us_per_op (CUDA graphs, e.g. torch.compile mode='reduce-overhead':
+        ~2-4 us of GPU time per small kernel);
+      - the first window of SNAC (1 + 3 frames) decodes in --snac_window_ms (10 ms for a 7-frame window was
+        logged on an RTX 3090, canopyai/Orpheus-TTS#221);
+      - first audio = prefill + (FIRST_FRAMES + RIGHT_CONTEXT) frames of tokens + one decode window."""
+    import codec as codec_lib
+    from sample import FrameGrammar
+    tok = Tokenizer('byte', 'level')
+    model = reference_model(cfg, tok.vocab_size, 1024)
+    prompt = torch.tensor([tok.tts_prompt('the quick brown fox jumps over the lazy dog').tolist()])
+    hook = FrameGrammar(tok, 'audio')
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        model.setup_cache(1, 1024)
+        prefill_ops = count_ops(lambda: model.prefill(prompt))
+        logits = model.prefill(prompt)
+        seq = torch.cat([prompt, torch.zeros(1, 1, dtype=torch.long) + tok.audio_offset], 1)
+        step_ops = count_ops(lambda: model.decode_one(seq[:, -1:], prompt.size(1)))
+        sample_ops = count_ops(lambda: sample_logits(hook(logits, seq), 1.0, None, None, gen))
+    n_tokens = (codec_lib.FIRST_FRAMES + codec_lib.RIGHT_CONTEXT) * FRAME_LEN
+    print(f"\n== paper estimate: time to first audio on a GPU (reference model, batch 1)")
+    print(f"operators dispatched: prefill {prefill_ops}, decode step {step_ops}, grammar hook + sampling {sample_ops}; "
+          f"tokens before the first window: {n_tokens} ({codec_lib.FIRST_FRAMES} + {codec_lib.RIGHT_CONTEXT} frames)")
+    for name, us in (('eager', cfg['gpu_us_per_op']), ('CUDA graphs', cfg['graph_us_per_op'])):
+        lm_ms = (prefill_ops + n_tokens * (step_ops + sample_ops)) * us / 1e3
+        print(f"  {name:>11}: LM {lm_ms:.0f} ms ({us} us/op) + SNAC window {cfg['snac_window_ms']:.0f} ms "
+              f"= {lm_ms + cfg['snac_window_ms']:.0f} ms to first audio")
+    print("  Orpheus-TTS (3 B Llama + SNAC) states ~200 ms (its README); users measured 180 ms on an H100 and "
+          "280 ms on an A100 (canopyai/Orpheus-TTS#61)")
+
+
+def main(argv):
+    cfg = apply_overrides(DEFAULTS, argv)
+    torch.set_num_threads(cfg['threads'])
+    torch.set_flush_denormal(True)
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {cfg['threads']} threads, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
+    out = {}
+    if cfg['what'] in ('all', 'tokens'):
+        out['tokens'] = bench_tokens(cfg)
+    if cfg['what'] in ('all', 'stream'):
+        out['stream'] = bench_stream(cfg)
+    if cfg['what'] in ('all', 'gpu'):
+        gpu_estimate(cfg)
+    return out
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

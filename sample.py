@@ -1,0 +1,536 @@
+"""
+Sample from a trained checkpoint: text to speech, speech to text, text continuation, or raw ids.
+Everything (model, vocabulary, codec) comes from the checkpoint.
+
+    python sample.py --ckpt=out/tiny/ckpt.pt --mode=tts --text="hello there" --out=out/samples
+    python sample.py --ckpt=out/tiny/ckpt.pt --mode=tts --text="hello there" --text="good morning" \\
+        --desc="a slow, low-pitched male voice" --temperature=0.8 --top_k=200 --max_seconds=6
+    python sample.py --ckpt=out/tiny/ckpt.pt --mode=tts --file=prompts.txt     # one prompt per line ("desc<TAB>text" also works)
+    python sample.py --ckpt=out/tiny/ckpt.pt --mode=asr --wav=speech.wav      # greedy transcript
+    python sample.py --ckpt=out/tiny/ckpt.pt --mode=text --text="the cat" --max_new_tokens=100
+    python sample.py --ckpt=out/tiny/ckpt.pt --mode=raw --prompt_ids=256,1,2   # ids in, ids (and their reading) out
+
+--text, --desc, --wav and --prompt_ids may be repeated: the prompts run as one left-padded batch
+(--batch_size at a time). Writes <out>/<mode>_<i>.wav for audio and <out>/<mode>.json with the prompts,
+generated ids, durations and timings.
+
+Decoding is constrained by the audio frame grammar (FrameGrammar): inside an audio span each frame position
+may only take its own code range, and a span ends only at a frame boundary, so any checkpoint, even an
+untrained one, writes audio that the codec decodes.
+"""
+import json
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from tokenizer import FRAME_LEN, FRAME_SECONDS, Tokenizer, unflatten
+
+# -----------------------------------------------------------------------------
+# the audio frame grammar, as a logits hook for model.generate_tokens
+
+N_AUDIO_STATES = FRAME_LEN          # states 0..6: inside an audio span at that frame position, no end allowed
+MAY_END = FRAME_LEN                 # at a frame boundary: a new frame or the end of the span
+MUST_END = FRAME_LEN + 1            # at a frame boundary with max_frames reached: only the end
+OUTSIDE = FRAME_LEN + 2             # outside any audio span
+DONE = FRAME_LEN + 3                # after <eos>: generate_tokens repeats <eos>; the mask agrees
+N_STATES = FRAME_LEN + 4
+WANTS = ('audio', 'text', 'any')
+
+
+class FrameGrammar:
+    """logits_hook(logits (B, V), seq (B, t)) -> masked logits, for model.generate_tokens.
+
+    want='audio' (TTS): after the prompt's <audio>, only audio codes in frame order, and <eos> at a frame
+        boundary once min_frames frames are out (forced at max_frames).
+    want='text' (ASR, text continuation): only text ids and <eos>.
+    want='any' (raw): anything, but inside an audio span the frame grammar holds and the span may end (<eos>,
+        <text>, <desc>, a role marker) only at a frame boundary; outside audio spans audio codes are masked.
+    The masks are built once as a (N_STATES, V) table of 0 / -inf; each call tracks every row's state from the
+    tokens it has not seen yet and adds one row of the table per sequence."""
+
+    def __init__(self, tok, want='audio', min_frames=1, max_frames=None, device='cpu'):
+        if want not in WANTS:
+            raise ValueError(f"unknown grammar target {want!r}; choose one of {WANTS}")
+        self.tok, self.want = tok, want
+        self.min_frames, self.max_frames = int(min_frames), max_frames
+        self.table = self.build_table(tok, want).to(device)  # (N_STATES, V)
+        self.seen = 0  # tokens of seq already folded into the state
+        self.rows = None  # per row: [in_audio, position, frames, done]
+
+    @staticmethod
+    def build_table(tok, want):
+        V = tok.vocab_size
+        allow = torch.zeros(N_STATES, V, dtype=torch.bool)
+        for p in range(FRAME_LEN):
+            lo, hi = tok.legal_audio_range(p)
+            allow[p, lo:hi] = True
+        if want == 'any':  # any special but <audio> (no audio inside audio) and <pad> (never generated)
+            ends = [i for name, i in tok.special.items() if name not in ('<audio>', '<pad>')]
+        else:
+            ends = [tok.eos]
+        allow[MAY_END] = allow[0]
+        allow[MAY_END, ends] = True
+        allow[MUST_END, ends] = True
+        if want == 'text':
+            allow[OUTSIDE, :tok.n_text] = True
+            allow[OUTSIDE, tok.eos] = True
+        elif want == 'audio':
+            allow[OUTSIDE, tok.audio] = True  # a TTS prompt ends with <audio>; if not, open the span
+        else:
+            allow[OUTSIDE, :tok.audio_offset] = True
+            allow[OUTSIDE, tok.pad] = False
+        allow[DONE, tok.eos] = True
+        return torch.zeros(N_STATES, V).masked_fill_(~allow, float('-inf'))
+
+    def step(self, row, i):
+        """Fold token i into a row's [in_audio, position, frames, done]."""
+        tok = self.tok
+        if row[3]:
+            return
+        if i == tok.eos:
+            row[3] = True
+        elif i == tok.audio:
+            row[0], row[1], row[2] = True, 0, 0
+        elif row[0] and tok.audio_offset <= i < tok.vocab_size:
+            row[1] = (row[1] + 1) % FRAME_LEN
+            row[2] += row[1] == 0
+        elif i != tok.pad:  # text or another marker closes the audio span; left padding changes nothing
+            row[0] = False
+
+    def state(self, row):
+        in_audio, position, frames, done = row
+        if done:
+            return DONE
+        if not in_audio:
+            return OUTSIDE
+        if position:
+            return position
+        if self.max_frames is not None and frames >= self.max_frames:
+            return MUST_END
+        return MAY_END if frames >= self.min_frames else 0
+
+    def __call__(self, logits, seq):
+        if self.rows is None:
+            self.rows = [[False, 0, 0, False] for _ in range(seq.size(0))]
+        for row, new in zip(self.rows, seq[:, self.seen:].tolist()):
+            for i in new:
+                self.step(row, i)
+        self.seen = seq.size(1)
+        states = [self.state(row) for row in self.rows]
+        if len(states) == 1:
+            return logits + self.table[states[0]]  # (1, V) + (V,): no gather for a single sequence
+        return logits + self.table[torch.tensor(states, device=logits.device)]  # (B, V)
+
+# -----------------------------------------------------------------------------
+# loading
+
+def pick_device(device='auto'):
+    if device != 'auto':
+        return device
+    if torch.cuda.is_available():
+        return 'cuda'
+    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
+        return 'mps'
+    return 'cpu'
+
+
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+def check_expected_vocab(tok, expect, path):
+    """expect: 'encoding/layout' (e.g. 'gpt2/level'), or a JSON file holding a vocabulary description
+    (a dataset's meta.json or Tokenizer.to_dict())."""
+    have = tok.to_dict()
+    if os.path.isfile(expect):
+        with open(expect) as f:
+            d = json.load(f)
+        want = d.get('vocab', d)
+    else:
+        encoding, _, layout = expect.partition('/')
+        want = dict(encoding=encoding, layout=layout or tok.layout)
+    diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+    if diff:
+        raise ValueError(f"{path}: the checkpoint's vocabulary differs from the expected {expect!r}: "
+                         + ", ".join(f"{k}: checkpoint {a!r} vs expected {b!r}" for k, (a, b) in diff.items()))
+
+
+def load_checkpoint(path, device='cpu', dtype='float32', need_codec=True, expect_vocab=None):
+    """ckpt.pt -> (model, tok, codec, ckpt). The model is in eval mode on `device` with `dtype` weights;
+    codec is None when need_codec is False or the checkpoint carries none."""
+    from model import model_from_checkpoint
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} not found (train one with `python train.py config/train_tiny.py`)")
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {tuple(DTYPES)}")
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    missing = [k for k in ('model', 'model_args', 'vocab') if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: not a snacgpt checkpoint (missing {missing})")
+    tok = Tokenizer.from_dict(ckpt['vocab'])
+    if ckpt['model_args'].get('vocab_size') != tok.vocab_size:
+        raise ValueError(f"{path}: the model has {ckpt['model_args'].get('vocab_size')} ids but the checkpoint's "
+                         f"vocabulary has {tok.vocab_size}: model and vocabulary come from different runs")
+    if expect_vocab:
+        check_expected_vocab(tok, expect_vocab, path)
+    try:
+        model = model_from_checkpoint(ckpt, device)
+    except RuntimeError as e:  # state_dict and model_args disagree
+        raise ValueError(f"{path}: the weights do not fit the stored model_args ({str(e).splitlines()[0]})") from None
+    model = model.to(DTYPES[dtype])
+    codec = None
+    if need_codec:
+        import codec as codec_lib
+        if 'codec' not in ckpt:
+            raise ValueError(f"{path}: the checkpoint carries no codec, so it cannot read or write audio")
+        codec = codec_lib.codec_from_dict(ckpt['codec'], device=device if device != 'mps' else 'cpu')
+    return model, tok, codec, ckpt
+
+# -----------------------------------------------------------------------------
+# batched, grammar-constrained generation
+
+def left_pad(prompts, pad_id):
+    """list of id lists -> idx (B, T) long and valid (B, T) bool, or None when all have the same length."""
+    T = max(len(p) for p in prompts)
+    idx = torch.full((len(prompts), T), pad_id, dtype=torch.long)
+    valid = torch.zeros(len(prompts), T, dtype=torch.bool)
+    for b, p in enumerate(prompts):
+        idx[b, T - len(p):] = torch.as_tensor(p, dtype=torch.long)
+        valid[b, T - len(p):] = True
+    return idx, (None if bool(valid.all()) else valid)
+
+
+def check_prompt_ids(tok, prompt, block_size, what):
+    bad = [i for i in prompt if not 0 <= int(i) < tok.vocab_size]
+    if bad:
+        raise ValueError(f"{what}: id {bad[0]} is outside the vocabulary (0..{tok.vocab_size - 1}); "
+                         f"ids from another vocabulary?")
+    if len(prompt) == 0:
+        raise ValueError(f"{what}: the prompt is empty")
+    if len(prompt) >= block_size:
+        raise ValueError(f"{what}: the prompt is {len(prompt)} tokens, the model's context is {block_size}: "
+                         f"nothing fits after it")
+
+
+def generate_ids(model, tok, prompts, want, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+                 min_frames=1, max_frames=None):
+    """Generate for a batch of prompts (id lists) under FrameGrammar(want). Returns (rows, stats): rows holds the
+    new ids of each prompt, <eos> included when emitted; stats has the timings of the batch."""
+    device = model.wte.weight.device
+    idx, valid = left_pad(prompts, tok.pad)
+    idx = idx.to(device)
+    valid = None if valid is None else valid.to(device)
+    grammar = FrameGrammar(tok, want, min_frames, max_frames, device)
+    rows, finished = [[] for _ in prompts], [False] * len(prompts)
+    t0 = time.perf_counter()
+    t_first = None
+    for nxt in model.generate_tokens(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                     seed=seed, logits_hook=grammar, stop_token=tok.eos, valid=valid):
+        for b, i in enumerate(nxt.tolist()):
+            if not finished[b]:
+                rows[b].append(i)
+                finished[b] = i == tok.eos
+        t_first = t_first or time.perf_counter()
+    t1 = time.perf_counter()
+    n_new = sum(len(r) for r in rows)
+    stats = dict(batch_size=len(prompts), padded_prompt_tokens=idx.size(1), batch_new_tokens=n_new,
+                 time_to_first_token_s=(t_first or t1) - t0, generate_s=t1 - t0, tokens_per_s=n_new / max(t1 - t0, 1e-9))
+    return rows, stats
+
+
+def budget(n_prompt, max_new, block_size, what):
+    """max_new capped to what the context leaves after the prompt (with a warning)."""
+    room = block_size - n_prompt
+    if max_new > room:
+        warnings.warn(f"{what}: {n_prompt} prompt tokens + {max_new} new tokens exceed the model's context of "
+                      f"{block_size}; generating at most {room}")
+    return min(max_new, room)
+
+
+def in_batches(items, batch_size):
+    for i in range(0, len(items), batch_size):
+        yield items[i:i + batch_size]
+
+# -----------------------------------------------------------------------------
+# the tasks, importable
+
+def tts(model, tok, texts, descs=None, max_seconds=10.0, temperature=1.0, top_k=None, top_p=None, seed=None,
+        min_frames=1, batch_size=16, return_info=False):
+    """Text to speech. texts: list of str; descs: None, one str for all, or a list (None entries allowed).
+    Returns a list of flat raw codes (7T,) per text, whole frames only (codec.decode(unflatten(c)) gives
+    T * FRAME_SAMPLES samples); with return_info, (codes, info) where info is one dict per text
+    (prompt and generated ids, frames, seconds, timings)."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if descs is None or isinstance(descs, str):
+        descs = [descs] * len(texts)
+    if len(descs) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(descs)} descriptions")
+    for k, t in enumerate(texts):
+        if not t or not t.strip():
+            raise ValueError(f"text {k} is empty: there is nothing to say")
+    block = model.config.block_size
+    max_frames = max(1, int(round(max_seconds / FRAME_SECONDS)))
+    codes, info = [], []
+    for chunk in in_batches(list(range(len(texts))), batch_size):
+        prompts = [tok.tts_prompt(texts[k], descs[k]).tolist() for k in chunk]
+        for k, p in zip(chunk, prompts):
+            check_prompt_ids(tok, p, block, f"text {k}")
+        room_frames = (block - max(len(p) for p in prompts) - 1) // FRAME_LEN  # the last token is <eos>
+        if room_frames < min_frames:
+            raise ValueError(f"the longest prompt of this batch is {max(len(p) for p in prompts)} tokens; the model's "
+                             f"context of {block} tokens leaves room for {room_frames} audio frames")
+        frames = min(max_frames, room_frames)
+        if frames < max_frames:
+            warnings.warn(f"max_seconds={max_seconds} capped to {frames * FRAME_SECONDS:.2f} s: the model's context "
+                          f"is {block} tokens")
+        rows, stats = generate_ids(model, tok, prompts, 'audio', frames * FRAME_LEN + 1, temperature, top_k, top_p,
+                                   seed, min_frames=min_frames, max_frames=frames)
+        for k, p, row in zip(chunk, prompts, rows):
+            audio = [i for i in row if i != tok.eos]
+            flat = tok.audio_codes(audio)  # the grammar made it whole frames in the right ranges
+            codes.append(flat)
+            info.append(dict(mode='tts', text=texts[k], desc=descs[k], prompt_ids=p, generated_ids=row,
+                             frames=len(flat) // FRAME_LEN, seconds=len(flat) // FRAME_LEN * FRAME_SECONDS,
+                             hit_max=len(flat) // FRAME_LEN >= frames, batch_start=chunk[0], **stats))
+    return (codes, info) if return_info else codes
+
+
+def audio_to_codes(codec, item, where):
+    """A flat code array (ints), a float waveform at 24 kHz, or a wav path -> flat raw codes (7T,)."""
+    from tokenizer import flatten
+    if isinstance(item, (str, os.PathLike)):
+        import codec as codec_lib
+        if codec is None:
+            raise ValueError(f"{where}: reading a wav needs a codec")
+        wav = codec_lib.load_audio(item)
+        if np.abs(wav).max() < 1e-4:
+            warnings.warn(f"{item}: the audio is silent (peak {np.abs(wav).max():.1e}); transcribing it anyway")
+        return flatten(codec.encode(wav))
+    arr = np.asarray(item)
+    if np.issubdtype(arr.dtype, np.integer):
+        return flatten(unflatten(arr))  # checks whole frames and code ranges
+    if codec is None:
+        raise ValueError(f"{where}: a waveform needs a codec")
+    return flatten(codec.encode(arr.astype(np.float32)))
+
+
+def asr(model, tok, audio, codec=None, max_new_tokens=256, temperature=0.0, top_k=None, top_p=None, seed=None,
+        batch_size=16, return_info=False):
+    """Speech to text, greedy by default. audio: list whose items are flat code arrays (ints, 7T,), float
+    waveforms at 24 kHz or wav paths (the last two need the codec). Returns a list of transcripts; with
+    return_info, (transcripts, info)."""
+    if isinstance(audio, (str, os.PathLike)) or (isinstance(audio, np.ndarray) and audio.ndim == 1):
+        audio = [audio]  # one utterance, not a list of them
+    audio = list(audio)
+    flats = [audio_to_codes(codec, a, f"audio {k}") for k, a in enumerate(audio)]
+    block = model.config.block_size
+    texts, info = [], []
+    for chunk in in_batches(list(range(len(flats))), batch_size):
+        prompts = []
+        for k in chunk:
+            p = tok.asr_prompt(flats[k]).tolist()
+            if len(p) >= block:
+                fit = (block - 3) // FRAME_LEN * FRAME_SECONDS
+                raise ValueError(f"audio {k} is {len(flats[k]) // FRAME_LEN * FRAME_SECONDS:.2f} s = {len(p)} tokens; "
+                                 f"the model's context is {block} tokens, so at most about {fit:.2f} s fits")
+            check_prompt_ids(tok, p, block, f"audio {k}")
+            prompts.append(p)
+        n = budget(max(len(p) for p in prompts), max_new_tokens, block, f"audio {chunk[0]}..{chunk[-1]}")
+        rows, stats = generate_ids(model, tok, prompts, 'text', n, temperature, top_k, top_p, seed)
+        for k, p, row in zip(chunk, prompts, rows):
+            texts.append(tok.decode_text([i for i in row if i != tok.eos]))
+            info.append(dict(mode='asr', source=audio[k] if isinstance(audio[k], str) else None,
+                             seconds=len(flats[k]) // FRAME_LEN * FRAME_SECONDS, prompt_ids=p, generated_ids=row,
+                             transcript=texts[-1], batch_start=chunk[0], **stats))
+    return (texts, info) if return_info else texts
+
+
+def continue_text(model, tok, texts, max_new_tokens=200, temperature=0.8, top_k=None, top_p=None, seed=None,
+                  batch_size=16, return_info=False):
+    """Plain text continuation of '<text> prompt'. Returns the continuations (without the prompt)."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    block = model.config.block_size
+    outs, info = [], []
+    for chunk in in_batches(list(range(len(texts))), batch_size):
+        prompts = []
+        for k in chunk:
+            p = [tok.text] + tok.encode_text(texts[k])
+            check_prompt_ids(tok, p, block, f"text {k}")
+            prompts.append(p)
+        n = budget(max(len(p) for p in prompts), max_new_tokens, block, f"text {chunk[0]}..{chunk[-1]}")
+        rows, stats = generate_ids(model, tok, prompts, 'text', n, temperature, top_k, top_p, seed)
+        for k, p, row in zip(chunk, prompts, rows):
+            outs.append(tok.decode_text([i for i in row if i != tok.eos]))
+            info.append(dict(mode='text', text=texts[k], prompt_ids=p, generated_ids=row, continuation=outs[-1], batch_start=chunk[0], **stats))
+    return (outs, info) if return_info else outs
+
+
+def generate_raw(model, tok, prompts, max_new_tokens=200, temperature=0.8, top_k=None, top_p=None, seed=None,
+                 batch_size=16, return_info=False):
+    """Any id prompts (lists of ints) -> generated id lists, free except for the audio frame grammar."""
+    block = model.config.block_size
+    outs, info = [], []
+    for chunk in in_batches(list(range(len(prompts))), batch_size):
+        batch = [[int(i) for i in prompts[k]] for k in chunk]
+        for k, p in zip(chunk, batch):
+            check_prompt_ids(tok, p, block, f"prompt {k}")
+        n = budget(max(len(p) for p in batch), max_new_tokens, block, f"prompts {chunk[0]}..{chunk[-1]}")
+        rows, stats = generate_ids(model, tok, batch, 'any', n, temperature, top_k, top_p, seed)
+        for k, p, row in zip(chunk, batch, rows):
+            outs.append(row)
+            pieces, warns = tok.split(p + row)
+            info.append(dict(mode='raw', prompt_ids=p, generated_ids=row, warnings=warns,
+                             reading=[(kind, x if isinstance(x, str) else f"{len(x) // FRAME_LEN} audio frames")
+                                      for kind, x in pieces], batch_start=chunk[0], **stats))
+    return (outs, info) if return_info else outs
+
+
+def decode_codes(codec, flat):
+    """Flat raw codes (7T,) -> float32 (T * FRAME_SAMPLES,) waveform."""
+    if len(flat) == 0:
+        return np.zeros(0, dtype=np.float32)
+    return codec.decode(unflatten(flat))
+
+# -----------------------------------------------------------------------------
+# command line
+
+DEFAULTS = dict(
+    ckpt='out/tiny/ckpt.pt',   # checkpoint written by train.py
+    mode='tts',                # tts | asr | text | raw
+    out='out/samples',         # folder for wavs and the JSON record
+    file='',                   # prompts, one per line: text (tts: "desc<TAB>text" too), wav path (asr), ids (raw)
+    max_seconds=10.0,          # tts: the longest audio per prompt
+    min_frames=1,              # tts: frames before <eos> may end the audio
+    max_new_tokens=200,        # asr, text, raw
+    temperature=None,          # None: 0 (greedy) for asr, 1.0 for tts, 0.8 for text and raw
+    top_k=None,
+    top_p=None,
+    seed=1337,
+    batch_size=16,             # prompts per left-padded batch
+    device='auto',             # auto | cpu | cuda | mps
+    dtype='float32',           # float32 | bfloat16 | float16 (model weights; the codec stays float32)
+    expect_vocab='',           # refuse a checkpoint whose vocabulary differs: 'gpt2/level' or a meta.json path
+    threads=0,                 # torch threads (0: torch's default)
+)
+LIST_KEYS = ('text', 'desc', 'wav', 'prompt_ids')  # may repeat; taken as raw strings, never parsed
+MODES = ('tts', 'asr', 'text', 'raw')
+
+
+def parse_args(argv):
+    """--key=value args -> (config dict, {list key: [values]}). List keys keep their text as written."""
+    from configurator import apply_overrides
+    lists = {k: [] for k in LIST_KEYS}
+    rest = []
+    for arg in argv:
+        key, _, value = arg[2:].partition('=')
+        if arg.startswith('--') and key in lists and '=' in arg:
+            lists[key].append(value)
+        else:
+            rest.append(arg)
+    cfg = apply_overrides(DEFAULTS, rest)
+    if cfg['mode'] not in MODES:
+        raise ValueError(f"--mode={cfg['mode']}: choose one of {MODES}")
+    return cfg, lists
+
+
+def parse_ids(text, where):
+    try:
+        return [int(x) for x in text.replace(',', ' ').split()]
+    except ValueError:
+        raise ValueError(f"{where}: prompt ids must be integers separated by commas or spaces, got {text!r}") from None
+
+
+def read_prompt_file(path, mode):
+    if not os.path.isfile(path):
+        raise ValueError(f"--file={path}: no such file")
+    with open(path) as f:
+        lines = [line.rstrip('\n') for line in f if line.strip()]
+    if not lines:
+        raise ValueError(f"--file={path}: no prompts in it")
+    if mode == 'tts':
+        pairs = [line.split('\t', 1) if '\t' in line else [None, line] for line in lines]
+        return [t for _, t in pairs], [d for d, _ in pairs]
+    return lines, None
+
+
+def main(argv):
+    cfg, lists = parse_args(argv)
+    mode = cfg['mode']
+    if cfg['threads']:
+        torch.set_num_threads(cfg['threads'])
+    torch.set_flush_denormal(True)  # denormals slow the codec's convolutions on CPU
+    device = pick_device(cfg['device'])
+    t0 = time.perf_counter()
+    model, tok, codec, ckpt = load_checkpoint(cfg['ckpt'], device, cfg['dtype'], need_codec=mode in ('tts', 'asr'),
+                                              expect_vocab=cfg['expect_vocab'] or None)
+    load_s = time.perf_counter() - t0
+    print(f"loaded {cfg['ckpt']} in {load_s:.2f} s: {model.num_params() / 1e6:.2f} M non-embedding parameters, "
+          f"vocabulary {tok.encoding}/{tok.layout}, codec {codec.describe()['label'] if codec else '-'}, {device}")
+    temperature = cfg['temperature'] if cfg['temperature'] is not None else {'asr': 0.0, 'tts': 1.0}.get(mode, 0.8)
+    kw = dict(temperature=temperature, top_k=cfg['top_k'], top_p=cfg['top_p'], seed=cfg['seed'],
+              batch_size=cfg['batch_size'], return_info=True)
+    file_prompts, file_descs = read_prompt_file(cfg['file'], mode) if cfg['file'] else ([], None)
+    os.makedirs(cfg['out'], exist_ok=True)
+    if mode == 'tts':
+        texts = lists['text'] + file_prompts
+        descs = lists['desc'] or [None]
+        if len(descs) == 1:
+            descs = descs * len(lists['text'])
+        elif len(descs) != len(lists['text']):
+            raise ValueError(f"{len(lists['text'])} --text but {len(descs)} --desc: give one --desc for all, or one per --text")
+        descs = descs + (file_descs or [None] * len(file_prompts))
+        if not texts:
+            raise ValueError("--mode=tts needs --text=... (or --file=prompts.txt)")
+        codes, info = tts(model, tok, texts, descs, max_seconds=cfg['max_seconds'], min_frames=cfg['min_frames'], **kw)
+        for k, (flat, rec) in enumerate(zip(codes, info)):
+            t = time.perf_counter()
+            wav = decode_codes(codec, flat)
+            rec['decode_s'] = time.perf_counter() - t
+            rec['wav'] = os.path.join(cfg['out'], f"tts_{k:03d}.wav")
+            import codec as codec_lib
+            codec_lib.write_wav(rec['wav'], wav)
+            print(f"[{k}] {rec['text']!r}: {rec['frames']} frames = {rec['seconds']:.2f} s"
+                  f"{' (hit max_seconds)' if rec['hit_max'] else ''} -> {rec['wav']}")
+    elif mode == 'asr':
+        wavs = lists['wav'] + file_prompts
+        if not wavs:
+            raise ValueError("--mode=asr needs --wav=file.wav (or --file=list.txt)")
+        texts, info = asr(model, tok, wavs, codec, max_new_tokens=cfg['max_new_tokens'], **kw)
+        for k, (w, t) in enumerate(zip(wavs, texts)):
+            print(f"[{k}] {w}: {t!r}")
+    elif mode == 'text':
+        texts = lists['text'] + file_prompts
+        if not texts:
+            raise ValueError("--mode=text needs --text=... (or --file=prompts.txt)")
+        outs, info = continue_text(model, tok, texts, max_new_tokens=cfg['max_new_tokens'], **kw)
+        for k, (t, o) in enumerate(zip(texts, outs)):
+            print(f"[{k}] {t!r} -> {o!r}")
+    else:
+        prompts = [parse_ids(p, f"--prompt_ids #{k}") for k, p in enumerate(lists['prompt_ids'])]
+        prompts += [parse_ids(line, f"{cfg['file']} line {k + 1}") for k, line in enumerate(file_prompts)]
+        if not prompts:
+            raise ValueError("--mode=raw needs --prompt_ids=1,2,3 (or --file=ids.txt)")
+        outs, info = generate_raw(model, tok, prompts, max_new_tokens=cfg['max_new_tokens'], **kw)
+        for k, rec in enumerate(info):
+            print(f"[{k}] {rec['generated_ids'][:32]}{' ...' if len(rec['generated_ids']) > 32 else ''} reads {rec['reading']}")
+    n_new = sum(len(r['generated_ids']) for r in info)
+    gen_s = sum({r['batch_start']: r['generate_s'] for r in info}.values())  # records of one batch share its timings
+    print(f"generated {n_new} tokens in {gen_s:.2f} s ({n_new / max(gen_s, 1e-9):.1f} tokens/s), "
+          f"time to first token {info[0]['time_to_first_token_s'] * 1e3:.0f} ms")
+    record = dict(ckpt=cfg['ckpt'], config=cfg, device=device, load_s=load_s, vocab=tok.to_dict(),
+                  codec=codec.describe() if codec else None, results=info)
+    path = os.path.join(cfg['out'], f"{mode}.json")
+    with open(path, 'w') as f:
+        json.dump(record, f, indent=1)
+    print(f"wrote {path}")
+    return record
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

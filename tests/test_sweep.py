@@ -1,0 +1,162 @@
+import json
+import os
+import shlex
+
+import numpy as np
+import pytest
+
+import sweep
+import train
+from configurator import apply_overrides
+from fixtures import write_synthetic_dataset
+
+TRUTH = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al. 2022's fitted constants
+
+
+def synthetic_losses(seed=0, noise=0.003):
+    """Losses drawn from the law on a 6 x 4 grid of (N, D), with multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    N, D = np.meshgrid(np.logspace(6, 9, 6), np.logspace(8, 11, 4), indexing='ij')
+    N, D = N.ravel(), D.ravel()
+    return N, D, sweep.law(TRUTH, N, D) * np.exp(rng.normal(0, noise, N.size))
+
+
+def test_fitter_recovers_known_law():
+    N, D, L = synthetic_losses()
+    p = sweep.fit_law(N, D, L, starts=8)
+    assert abs(p['E'] / TRUTH['E'] - 1) < 0.03
+    assert abs(p['alpha'] - TRUTH['alpha']) < 0.02 and abs(p['beta'] - TRUTH['beta']) < 0.02
+    assert abs(p['A'] / TRUTH['A'] - 1) < 0.25 and abs(p['B'] / TRUTH['B'] - 1) < 0.25
+    # and the fit predicts the law where no run was: 10x beyond the largest N and D
+    assert abs(sweep.law(p, 1e10, 1e12) / sweep.law(TRUTH, 1e10, 1e12) - 1) < 0.01
+
+
+def test_isoflop_parabola_finds_the_minimum():
+    rows = []
+    for C, n_opt in ((1e15, 2e6), (1e16, 6e6), (1e17, 1.8e7)):  # N* ~ C^0.477
+        for N in np.logspace(np.log10(n_opt) - 1, np.log10(n_opt) + 1, 5):
+            loss = 3 + 0.1 * (np.log(N) - np.log(n_opt)) ** 2 + 1e15 / C
+            rows.append(dict(N=N, D=C / (6 * N), C=C, budget=dict(kind='flops', value=C), val=dict(loss=loss)))
+    iso = sweep.isoflop_fit(rows, 'loss')
+    assert [b['N_opt'] for b in iso['budgets']] == pytest.approx([2e6, 6e6, 1.8e7], rel=1e-6)
+    assert iso['a'] == pytest.approx(np.log(9) / np.log(100), rel=1e-6)
+    token_rows = [dict(r, budget=dict(kind='tokens', value=r['D'])) for r in rows]
+    assert sweep.isoflop_fit(token_rows, 'loss') is None
+
+
+def test_override_args_read_back_exactly():
+    cfg = dict(train.DEFAULTS, dataset='2024', out_dir='out/a b', wandb_project='None', learning_rate=1e-3 / 3,
+               compile=False, max_iters=7)
+    assert apply_overrides(train.DEFAULTS, sweep.override_args(cfg)) == cfg
+
+
+def test_device_slots(monkeypatch):
+    import torch
+    sc = dict(sweep.SWEEP_DEFAULTS)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '2,5')
+    assert sweep.device_slots(sc, 'auto') == ['2', '5']
+    assert sweep.device_slots(dict(sc, parallel=1), 'auto') == ['2']
+    assert sweep.device_slots(sc, 'cpu') == [None]
+
+
+# -----------------------------------------------------------------------------
+# a 2 x 2 sweep of minuscule runs on a synthetic dataset, run once for the tests below
+
+def write_config(path, out_root, data_root):
+    path.write_text(f'''"""2 depths x 2 token budgets of a few steps each."""
+name = 'test'
+out_root = {str(out_root)!r}
+depths = [1, 2]
+width_per_layer = 16
+head_dim = 8
+lr_ref = 3e-3
+lr_ref_width = 16
+tokens = [1024, 2048]
+train = {{'data_root': {str(data_root)!r}, 'dataset': 'syn', 'block_size': 128, 'batch_size': 4, 'dtype': 'float32',
+         'compile': False, 'eval_examples': 8, 'threads': 1, 'log_interval': 1}}
+fit = False
+parallel = 2  # two CPU runs at once, one thread each: exercises the multi-device scheduling too
+''')
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def swept(tmp_path_factory):
+    """Runs the sweep after leaving one run 'crashed': a checkpoint at step 2 of 4 and no result.json."""
+    root = tmp_path_factory.mktemp('sweep')
+    write_synthetic_dataset(str(root / 'data' / 'syn'))
+    config = write_config(root / 'sweep_test.py', root / 'out', root / 'data')
+    sc = apply_overrides(sweep.SWEEP_DEFAULTS, [config])
+    runs = sweep.plan(sc)
+    crashed = next(r for r in runs if r['depth'] == 2 and r['config']['max_iters'] == 4)
+    train.train(dict(crashed['config'], max_iters=2, eval_interval=2))
+    os.remove(os.path.join(crashed['config']['out_dir'], 'result.json'))
+    assert sweep.main([config]) == 0
+    return dict(root=root, config=config, sc=sc, runs=runs, crashed=crashed,
+                results=os.path.join(root, 'out', 'sweep_test', 'results.jsonl'))
+
+
+def test_sweep_writes_one_row_per_run(swept):
+    rows = sweep.load_results(swept['results'])
+    assert sorted(r['hash'] for r in rows) == sorted(r['hash'] for r in swept['runs'])
+    for row, run in zip(sorted(rows, key=lambda r: r['hash']), sorted(swept['runs'], key=lambda r: r['hash'])):
+        assert row['N'] == run['N'] and row['D'] == run['D'] == run['config']['max_iters'] * 4 * 128
+        assert row['C'] == row['D'] * row['flops_per_token'] == run['C']
+        assert set(row['val']) == {'loss', 'text', 'audio', 'task_tts', 'task_asr', 'task_text'}
+        assert row['steps'] == run['config']['max_iters'] and row['wall_time'] > 0
+    assert {r['N'] for r in rows} == {sweep.model_size(r['config'], None)[0] for r in swept['runs']}
+
+
+def test_crashed_run_resumes_and_counts_once(swept):
+    rows = [r for r in sweep.load_results(swept['results']) if r['hash'] == swept['crashed']['hash']]
+    assert len(rows) == 1 and rows[0]['steps'] == 4 and rows[0]['attempts'] == 2
+    log = open(os.path.join(swept['crashed']['config']['out_dir'], 'log.txt')).read()
+    assert 'resumed from' in log and 'step 3/4' in log and 'step 1/4' not in log
+
+
+def test_second_invocation_runs_nothing(swept, capsys):
+    before = {r['name']: os.path.getmtime(os.path.join(r['config']['out_dir'], 'log.txt')) for r in swept['runs']}
+    assert sweep.main([swept['config']]) == 0
+    assert '0 to run' in capsys.readouterr().out
+    assert len(sweep.load_results(swept['results'])) == 4
+    assert before == {r['name']: os.path.getmtime(os.path.join(r['config']['out_dir'], 'log.txt')) for r in swept['runs']}
+    assert sweep.main([swept['config'], '--print_commands=True']) == 0
+    assert capsys.readouterr().out == ''
+
+
+def test_record_collects_finished_runs(swept, tmp_path):
+    rows = sweep.load_results(swept['results'])
+    moved = tmp_path / 'results.jsonl'
+    os.replace(swept['results'], moved)
+    try:
+        assert sweep.main([swept['config'], '--record=True']) == 0
+        again = sweep.load_results(swept['results'])
+        key = lambda r: r['hash']
+        assert sorted(again, key=key) == sorted(rows, key=key)
+    finally:
+        os.replace(moved, swept['results'])
+
+
+def test_print_commands_are_valid_train_invocations(swept, tmp_path, capsys):
+    config = write_config(tmp_path / 'sweep_fresh.py', tmp_path / 'out', swept['root'] / 'data')
+    assert sweep.main([config, '--print_commands=True']) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    runs = sweep.plan(apply_overrides(sweep.SWEEP_DEFAULTS, [config]))
+    assert len(lines) == len(runs) == 4
+    for line, run in zip(lines, runs):
+        argv = shlex.split(line)
+        assert argv[:2] == ['python', 'train.py']
+        assert apply_overrides(train.DEFAULTS, argv[2:]) == dict(run['config'], resume=True)
+    assert not os.path.exists(tmp_path / 'out')  # printing runs nothing
+
+
+def test_fit_command_writes_report_and_plots(swept):
+    report = sweep.main(['fit', swept['results'], '--bootstrap=2', '--starts=2'])
+    out = os.path.dirname(swept['results'])
+    assert set(report['fits']) == {'loss', 'text', 'audio'}
+    assert report['isoflop'] == {}  # token budgets: not an IsoFLOP grid
+    assert len(report['extrapolation']['loss']) == 1  # the largest-compute run, predicted from the other three
+    assert json.load(open(os.path.join(out, 'fit.json')))['n_runs'] == 4
+    assert 'extrapolation check' in open(os.path.join(out, 'fit.txt')).read()
+    assert os.path.getsize(os.path.join(out, 'loss_vs_compute.png')) > 10000
