@@ -141,7 +141,6 @@ class SnacCodec:
     kind = 'snac'
 
     def __init__(self, source=DEFAULT_SNAC, device='cpu', noise=True):
-        import torch
         from snac import SNAC
         try:
             model = SNAC.from_pretrained(source)
@@ -161,13 +160,13 @@ class SnacCodec:
             disable_noise(model)
         self.model = fold_weight_norm(model).to(device).eval()
         self.source, self.device, self.noise = source, device, noise
-        self.torch = torch
         self.stream_context = (LEFT_CONTEXT, RIGHT_CONTEXT)
 
     def encode(self, wav):
         """float (N,) at 24 kHz -> [L0 (T,), L1 (2T,), L2 (4T,)] int64, T = ceil(N / 2048)."""
-        x = self.torch.from_numpy(check_wav(wav)).to(self.device)[None, None]  # (1, 1, N)
-        with self.torch.inference_mode():
+        import torch
+        x = torch.from_numpy(check_wav(wav)).to(self.device)[None, None]  # (1, 1, N)
+        with torch.inference_mode():
             codes = self.model.encode(x)  # SNAC pads on the right to a whole number of frames
         return [c[0].cpu().numpy().astype(np.int64) for c in codes]
 
@@ -176,8 +175,9 @@ class SnacCodec:
         levels = check_levels(levels)
         if len(levels[0]) == 0:
             return np.zeros(0, dtype=np.float32)
-        codes = [self.torch.from_numpy(l)[None].to(self.device) for l in levels]  # (1, rate * T) each
-        with self.torch.inference_mode():
+        import torch
+        codes = [torch.from_numpy(l)[None].to(self.device) for l in levels]  # (1, rate * T) each
+        with torch.inference_mode():
             wav = self.model.decode(codes)  # (1, 1, T * 2048)
         return wav[0, 0].float().cpu().numpy()
 
@@ -612,7 +612,8 @@ def median_time(fn, repeats=3):
 
 def stream_costs(codec, levels):
     """Seconds per decode call of a stream pushed one frame at a time: (first call that emitted audio,
-    median seconds per emitted frame over the later calls)."""
+    median seconds per emitted frame over the later calls). Warm: a first stream meets every window shape."""
+    stream_decode(codec, [l[:rate * 12] for l, rate in zip(levels, LEVEL_RATES)])  # 12 frames: every window shape
     flat, decoder, first, per_frame = flatten(levels), StreamingDecoder(codec), None, []
     for i in range(0, len(flat), FRAME_LEN):
         t0 = time.perf_counter()

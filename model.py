@@ -188,7 +188,9 @@ class GPT(nn.Module):
         if targets is None:
             return self.lm_head(x[:, -1:, :])[..., :self.config.vocab_size], None  # (B, 1, V)
         logits = self.lm_head(x)[..., :self.config.vocab_size]  # (B, T, V): padded ids take no probability mass
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        # a sum over the counted targets, not a mean: a batch whose window holds no target gives 0, not NaN
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+                               ignore_index=IGNORE_INDEX, reduction='sum') / (targets != IGNORE_INDEX).sum().clamp(min=1)
         return logits, loss
 
     def forward_naive(self, idx):

@@ -41,7 +41,7 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 # -----------------------------------------------------------------------------
 # default sweep config (config/sweep_*.py override these; see config/sweep_tiny.py)
 SWEEP_DEFAULTS = dict(
-    name='tiny',                # results land in <out_root>/sweep_<name>/
+    name='default',             # results land in <out_root>/sweep_<name>/
     out_root='out',
     # the one size dial: n_layer = depth; width and heads follow from it
     depths=[1, 2, 3],
@@ -49,7 +49,7 @@ SWEEP_DEFAULTS = dict(
     head_dim=64,                # n_head = n_embd // head_dim
     # learning rate from width: lr = lr_ref * (lr_ref_width / n_embd) ** lr_exponent. 0.5 is nanochat's AdamW rule
     # (gpt.py: lr * (model_dim / 768) ** -0.5); 1.0 is muP's hidden-layer Adam rule (Yang et al. 2022, Tensor
-    # Programs V, table 3), which assumes muP's initialisation that model.py does not use.
+    # Programs V), which assumes muP's initialisation that model.py does not use.
     lr_ref=2e-3,
     lr_ref_width=256,
     lr_exponent=0.5,
@@ -417,8 +417,6 @@ def fit_law(N, D, L, starts=32, init=None):
     objective. Running all 4,500 starts takes minutes per fit; ranking them first keeps fits to seconds."""
     from scipy.optimize import minimize
     logN, logD, logL = np.log(np.asarray(N, float)), np.log(np.asarray(D, float)), np.log(np.asarray(L, float))
-    if len(logL) < 5:
-        print(f"warning: fitting 5 constants to {len(logL)} runs: the law is underdetermined")
     inits = INIT_GRID[np.argsort(grid_objective(logN, logD, logL))[:starts]]
     if init is not None:
         inits = np.concatenate([np.atleast_2d(init), inits])
@@ -519,6 +517,89 @@ def extrapolation_check(rows, holdout, keys=LOSS_KEYS, starts=32):
     return out
 
 
+def fit_laws(rows, bootstrap, starts, say):
+    """Approach 3 for the overall, text and audio losses: {key: constants, intervals, runs}."""
+    say("L(N, D) = E + A / N^alpha + B / D^beta   (Hoffmann et al. 2022 approach 3: Huber, delta 1e-3, on log loss; "
+        f"95 % intervals from {bootstrap} bootstrap resamples of the runs)")
+    say(f"{'loss':<6} {'E':>22} {'A':>26} {'alpha':>22} {'B':>26} {'beta':>22}")
+    fits = {}
+    for key in LOSS_KEYS:
+        use = [r for r in rows if key in r['val']]
+        if len(use) < 2:
+            say(f"{key:<6} (fewer than 2 runs have a {key} loss)")
+            continue
+        N, D, L = [r['N'] for r in use], [r['D'] for r in use], [r['val'][key] for r in use]
+        p = fit_law(N, D, L, starts=starts)
+        ci = bootstrap_law(N, D, L, p, bootstrap) if bootstrap else {}
+
+        def cell(k, f):
+            return f"{p[k]:{f}}" + (f" [{ci[k][0]:{f}}, {ci[k][1]:{f}}]" if ci else '')
+        say(f"{key:<6} {cell('E', '.3f'):>22} {cell('A', '.3g'):>26} {cell('alpha', '.3f'):>22} "
+            f"{cell('B', '.3g'):>26} {cell('beta', '.3f'):>22}")
+        fits[key] = dict({k: float(p[k]) for k in ('E', 'A', 'B', 'alpha', 'beta', 'objective')}, intervals=ci,
+                         runs=len(use))
+    return fits
+
+
+def compare_text_audio(fits, say):
+    if 'text' not in fits or 'audio' not in fits:
+        return
+    t, a = fits['text'], fits['audio']
+    slower = [name for name, k in (('parameters', 'alpha'), ('data', 'beta')) if a[k] < t[k]]
+    verdict = ('audio scales more slowly with both' if len(slower) == 2 else
+               f"audio scales more slowly with {slower[0]} only" if slower else 'audio scales as fast or faster')
+    say(f"text vs audio exponents: alpha {t['alpha']:.3f} vs {a['alpha']:.3f} (parameters), beta {t['beta']:.3f} "
+        f"vs {a['beta']:.3f} (data): {verdict}. Cuervo & Marxer 2024 (Scaling Properties of Speech Language "
+        f"Models, EMNLP) found the linguistic performance of speech-only LMs to scale up to three orders of "
+        f"magnitude more slowly with compute than that of text LMs.")
+
+
+def compute_optimal(fits, rows, say):
+    """N*(C) from the fitted laws: the slope over the sampled compute with the model's own FLOPs per token, and
+    Chinchilla's closed form beta / (alpha + beta), which holds where C ~ 6ND."""
+    C = np.array(sorted(r['C'] for r in rows))
+    for key, p in fits.items():
+        _, n_opt, edge = frontier(p, rows, C[[0, -1]])
+        slope = math.log(n_opt[1] / n_opt[0]) / math.log(C[-1] / C[0]) if C[-1] > C[0] else float('nan')
+        say(f"{key}: compute-optimal N* ~ C^{slope:.2f} over the sampled compute (model FLOPs per token), "
+            f"C^{p['beta'] / (p['alpha'] + p['beta']):.2f} where C ~ 6ND (beta / (alpha + beta))"
+            + ("; N* leaves the sampled sizes" if edge.any() else ''))
+
+
+def isoflop_report(rows, say):
+    out = {}
+    for key in LOSS_KEYS:
+        iso = isoflop_fit(rows, key)
+        if iso is None:
+            say("IsoFLOP (approach 2): skipped, the runs are not grouped by FLOP budget (token budgets)")
+            return {}
+        out[key] = iso
+        for b in iso['budgets']:
+            if not b['convex']:
+                say(f"IsoFLOP {key} C={b['C']:.3g}: no minimum (the parabola opens downwards)")
+                continue
+            say(f"IsoFLOP {key} C={b['C']:.3g}: N* {b['N_opt'] / 1e6:.3g} M, D* {b['D_opt'] / 1e6:.3g} M"
+                + ('' if b['inside'] else ' (outside the sizes run)')
+                + (' (the best run is at the edge of the sizes: widen the grid)' if b['edge'] else ''))
+        if 'a' in iso:
+            say(f"IsoFLOP {key}: N* ~ C^{iso['a']:.3f}, D* ~ C^{iso['b']:.3f} (Hoffmann et al.: 0.49, 0.51)")
+    return out
+
+
+def extrapolation_report(rows, holdout, starts, say):
+    k = holdout or max(1, round(0.1 * len(rows)))
+    if len(rows) - k < 2:
+        say(f"extrapolation check: {len(rows)} runs are too few to leave {k} out")
+        return {}
+    ext = extrapolation_check(rows, k, starts=starts)
+    say(f"extrapolation check: fit without the {k} largest-compute runs, predict them:")
+    for key, preds in ext.items():
+        for run, actual, pred, err in preds:
+            say(f"  {key:<6} {run}: actual {actual:.4f}, predicted {pred:.4f}, error {err:+.2f} %")
+        say(f"  {key:<6} mean absolute error {np.mean([abs(p[3]) for p in preds]):.2f} %")
+    return ext
+
+
 def fit_results(rows, out_dir, bootstrap=100, holdout=0, starts=32, plot=True):
     """Fit, print and save the report (fit.txt, fit.json) and the plots next to the results. Returns the report dict."""
     if len(rows) < 2:
@@ -532,64 +613,13 @@ def fit_results(rows, out_dir, bootstrap=100, holdout=0, starts=32, plot=True):
         f"non-embedding parameters (embeddings and output layer excluded), D {min(r['D'] for r in rows) / 1e6:.3g}-"
         f"{max(r['D'] for r in rows) / 1e6:.3g} M tokens, C {min(r['C'] for r in rows):.3g}-{max(r['C'] for r in rows):.3g} "
         f"FLOPs (C = D x flops_per_token, output layer included)")
-    say("L(N, D) = E + A / N^alpha + B / D^beta   (Hoffmann et al. 2022 approach 3: Huber, delta 1e-3, on log loss; "
-        f"95 % intervals from {bootstrap} bootstrap resamples of the runs)")
-    say(f"{'loss':<6} {'E':>22} {'A':>26} {'alpha':>22} {'B':>26} {'beta':>22}")
-    report = dict(n_runs=len(rows), fits={}, isoflop={}, extrapolation={})
-    for key in LOSS_KEYS:
-        use = [r for r in rows if key in r['val']]
-        if len(use) < 2:
-            say(f"{key:<6} (fewer than 2 runs have a {key} loss)")
-            continue
-        N, D, L = [r['N'] for r in use], [r['D'] for r in use], [r['val'][key] for r in use]
-        p = fit_law(N, D, L, starts=starts)
-        ci = bootstrap_law(N, D, L, p, bootstrap) if bootstrap else {}
-        cell = lambda k, f: (f"{p[k]:{f}}" + (f" [{ci[k][0]:{f}}, {ci[k][1]:{f}}]" if ci else ''))
-        say(f"{key:<6} {cell('E', '.3f'):>22} {cell('A', '.3g'):>26} {cell('alpha', '.3f'):>22} "
-            f"{cell('B', '.3g'):>26} {cell('beta', '.3f'):>22}")
-        report['fits'][key] = dict({k: float(p[k]) for k in ('E', 'A', 'B', 'alpha', 'beta', 'objective')},
-                                   intervals=ci, runs=len(use))
-    fits = report['fits']
-    if 'text' in fits and 'audio' in fits:
-        t, a = fits['text'], fits['audio']
-        slower = [name for name, k in (('parameters', 'alpha'), ('data', 'beta')) if a[k] < t[k]]
-        verdict = ('audio scales more slowly in both' if len(slower) == 2 else
-                   f"audio scales more slowly with {slower[0]} only" if slower else 'audio scales as fast or faster')
-        say(f"text vs audio exponents: alpha {t['alpha']:.3f} vs {a['alpha']:.3f} (parameters), beta {t['beta']:.3f} "
-            f"vs {a['beta']:.3f} (data): {verdict}. Cuervo & Marxer 2024 (Scaling Properties of Speech Language "
-            f"Models, EMNLP) found the linguistic performance of speech-only LMs to scale up to three orders of "
-            f"magnitude more slowly with compute than that of text LMs.")
-    for key, p in fits.items():
-        C = np.array(sorted(r['C'] for r in rows))
-        _, n_opt, edge = frontier(p, rows, C[[0, -1]])
-        slope = math.log(n_opt[1] / n_opt[0]) / math.log(C[-1] / C[0]) if C[-1] > C[0] else float('nan')
-        say(f"{key}: compute-optimal N* ~ C^{slope:.2f} over the sampled compute (model FLOPs per token), "
-            f"C^{p['beta'] / (p['alpha'] + p['beta']):.2f} where C ~ 6ND (beta / (alpha + beta))"
-            + ("; N* leaves the sampled sizes" if edge.any() else ''))
-    for key in LOSS_KEYS:
-        iso = isoflop_fit(rows, key)
-        if iso is None:
-            say("IsoFLOP (approach 2): skipped, the runs are not grouped by FLOP budget (token budgets)")
-            break
-        report['isoflop'][key] = iso
-        for b in iso['budgets']:
-            say(f"IsoFLOP {key} C={b['C']:.3g}: " + (f"N* {b['N_opt'] / 1e6:.3g} M, D* {b['D_opt'] / 1e6:.3g} M"
-                                                     + ('' if b['inside'] else ' (outside the sizes run)')
-                                                     + (' (the best run is at the edge of the sizes: widen the grid)'
-                                                        if b['edge'] else '')
-                                                     if b['convex'] else "no minimum (the parabola opens downwards)"))
-        if 'a' in iso:
-            say(f"IsoFLOP {key}: N* ~ C^{iso['a']:.3f}, D* ~ C^{iso['b']:.3f} (Hoffmann et al.: 0.49, 0.51)")
-    k = holdout or max(1, round(0.1 * len(rows)))
-    if len(rows) - k >= 2:
-        ext = extrapolation_check(rows, k, starts=starts)
-        report['extrapolation'] = ext
-        say(f"extrapolation check: fit without the {k} largest-compute runs, predict them:")
-        for key, preds in ext.items():
-            for run, actual, pred, err in preds:
-                say(f"  {key:<6} {run}: actual {actual:.4f}, predicted {pred:.4f}, error {err:+.2f} %")
-    else:
-        say(f"extrapolation check: {len(rows)} runs are too few to leave {k} out")
+    if len(rows) < 5:
+        say(f"warning: 5 constants from {len(rows)} runs: the law is underdetermined, the numbers below mean little")
+    fits = fit_laws(rows, bootstrap, starts, say)
+    compare_text_audio(fits, say)
+    compute_optimal(fits, rows, say)
+    report = dict(n_runs=len(rows), fits=fits, isoflop=isoflop_report(rows, say),
+                  extrapolation=extrapolation_report(rows, holdout, starts, say))
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, 'fit.txt'), 'w') as f:
         f.write('\n'.join(lines) + '\n')

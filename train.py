@@ -69,7 +69,7 @@ DEFAULTS = dict(
     wandb_project='snacgpt',
     # system
     device='auto',              # 'auto' picks cuda, then mps, then cpu
-    dtype='auto',               # 'auto': bfloat16 autocast where supported (CUDA, CPU), else float32
+    dtype='auto',               # 'auto': bfloat16 autocast on CUDA and on CPUs with fast bf16 (AVX-512), else float32
     compile=True,               # torch.compile: faster on CUDA and, with bf16, on CPU too (bench.py); costs a minute or so of compiling
     threads=0,                  # CPU threads, 0 = torch's default
 )
@@ -202,6 +202,15 @@ def peak_flops(device, dtype):
 
 # -----------------------------------------------------------------------------
 
+def cpu_has_fast_bf16():
+    """bf16 autocast pays on CPUs with AVX-512 (oneDNN's bf16 kernels); on AVX2-only CPUs it is emulated and
+    measured 15-20x slower than fp32 per matmul, so 'auto' keeps fp32 there."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def setup_device(cfg):
     ddp = int(os.environ.get('RANK', -1)) != -1
     device = cfg['device']
@@ -218,7 +227,7 @@ def setup_device(cfg):
         torch.set_num_threads(cfg['threads'])
     device_type = device.split(':')[0]
     if cfg['dtype'] == 'auto':
-        dtype = torch.bfloat16 if device_type in ('cuda', 'cpu') else torch.float32
+        dtype = torch.bfloat16 if device_type == 'cuda' or (device_type == 'cpu' and cpu_has_fast_bf16()) else torch.float32
     else:
         dtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[cfg['dtype']]
     return ddp, rank, world, device, device_type, dtype, cfg['compile'] and device_type != 'mps'

@@ -60,6 +60,25 @@ def test_device_slots(monkeypatch):
     assert sweep.device_slots(sc, 'cpu') == [None]
 
 
+def test_shipped_configs_plan(tmp_path):
+    from tokenizer import Tokenizer
+    tiny = sweep.plan(apply_overrides(sweep.SWEEP_DEFAULTS, ['config/sweep_tiny.py']))
+    assert len(tiny) >= 15 and len({r['N'] for r in tiny}) >= 5 and len({r['D'] for r in tiny}) >= 3
+    sc = apply_overrides(sweep.SWEEP_DEFAULTS, ['config/sweep_mls.py'])
+    with pytest.raises(ValueError, match='meta.json'):  # FLOP budgets need the vocabulary
+        sweep.plan(dict(sc, train=dict(sc['train'], data_root=str(tmp_path))))
+    os.makedirs(tmp_path / 'mls_full')
+    (tmp_path / 'mls_full' / 'meta.json').write_text(json.dumps(dict(vocab=Tokenizer('byte').to_dict())))
+    mls = sweep.plan(dict(sc, train=dict(sc['train'], data_root=str(tmp_path))))
+    assert len(mls) == len(sc['depths']) * len(sc['flops'])
+    for run in mls:
+        cfg = run['config']
+        step_flops = cfg['batch_size'] * cfg['block_size'] * cfg['grad_accum'] * run['C'] / run['D']
+        assert abs(run['C'] - run['budget']['value']) <= step_flops / 2 + 1
+        assert cfg['n_embd'] == 64 * cfg['n_layer'] and cfg['n_head'] == cfg['n_layer']
+        assert cfg['learning_rate'] == pytest.approx(6e-4 * (768 / cfg['n_embd']) ** 0.5)
+
+
 # -----------------------------------------------------------------------------
 # a 2 x 2 sweep of minuscule runs on a synthetic dataset, run once for the tests below
 
