@@ -3,7 +3,7 @@ Inference speed figures: generation with the KV cache against full recompute, an
 (time to first audio, real-time factor) with the random-weight SNAC and the stand-in MelCodec.
 
     python bench_generate.py                          # everything below (~10 minutes on 2 cores)
-    python bench_generate.py --what=tokens            # tokens/s: KV cache vs forward_naive, fp32 and bf16 weights
+    python bench_generate.py --what=tokens            # tokens/s: KV cache vs full recompute, fp32 and bf16 weights
     python bench_generate.py --what=stream            # streaming: eager fp32, then compiled SNAC + bf16 LM, MelCodec
     python bench_generate.py --what=stream --compile=False --codecs=snac
     python bench_generate.py --what=gpu               # a paper estimate of time to first audio on a GPU
@@ -33,7 +33,7 @@ DEFAULTS = dict(
     n_layer=4, n_head=4, n_embd=256,   # the reference model of DESIGN.md (~6.4 M parameters with the vocabulary)
     contexts=None,             # tokens of context for generation speed: None means 256,1024 (--contexts=512 works too)
     new_tokens=64,             # tokens generated per timed run (KV cache)
-    naive_tokens=16,           # tokens generated per timed run (full recompute: slow)
+    naive_tokens=16,           # tokens generated per timed run without a cache (slow)
     dtypes='float32,bfloat16',
     codecs='snac,mel',         # streaming: random-weight SNAC (noise off) and/or the stand-in MelCodec
     seconds=5.0,               # streaming: length of each utterance
@@ -59,13 +59,15 @@ def reference_model(cfg, vocab_size, block_size, dtype=torch.float32):
 
 
 @torch.inference_mode()
-def naive_step_time(model, prompt, n):
-    """Seconds per token when every step runs forward_naive over the whole sequence (no cache)."""
+def recompute_step_time(model, prompt, n, all_positions=True):
+    """Seconds per token without a cache: every step runs the whole sequence again, through forward_naive
+    (logits at every position: the reference the tests use) or through forward (logits at the last position
+    only, as nanoGPT's generate() does)."""
     seq = prompt
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     for _ in range(n):
-        logits = model.forward_naive(seq)[:, -1, :]  # (B, V)
+        logits = model.forward_naive(seq)[:, -1, :] if all_positions else model(seq)[0][:, -1, :]  # (B, V)
         seq = torch.cat([seq, sample_logits(logits, 1.0, None, None, gen)[:, None]], dim=1)
     return (time.perf_counter() - t0) / n
 
@@ -93,21 +95,29 @@ def bench_tokens(cfg):
     vocab = 12800  # DESIGN.md's reference vocabulary
     print(f"\n== generation, batch 1, {cfg['n_layer']} layers x {cfg['n_embd']} wide, vocab {vocab}, "
           f"{torch.get_num_threads()} threads (load {load()})")
-    print(f"{'weights':>9} {'context':>8} {'recompute tok/s':>16} {'KV cache tok/s':>15} {'speed-up':>9} {'prefill ms':>11}")
+    print(f"{'weights':>9} {'context':>8} {'forward_naive':>14} {'forward':>8} {'KV cache':>9} {'vs forward':>11} "
+          f"{'prefill ms':>11}   (tokens/s)")
     rows = []
     for dtype_name in cfg['dtypes'].split(','):
         dtype = getattr(torch, dtype_name)
         model = reference_model(cfg, vocab, max(contexts) + cfg['new_tokens'], dtype)
         for ctx in contexts:
+            n_re = cfg['naive_tokens']
+            recompute = lambda all_positions: median_of(
+                lambda: recompute_step_time(model, torch.randint(0, vocab, (1, ctx - n_re)), n_re, all_positions),
+                max(1, cfg['runs'] // 2))
+            naive, last = recompute(True), recompute(False)
             prompt = torch.randint(0, vocab, (1, ctx - cfg['new_tokens']))
-            naive = median_of(lambda: naive_step_time(model, torch.randint(0, vocab, (1, ctx)), cfg['naive_tokens']),
-                              max(1, cfg['runs'] // 2))
             runs = [cache_step_time(model, prompt, cfg['new_tokens']) for _ in range(cfg['runs'] + 1)][1:]
             step, prefill = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-            rows.append(dict(dtype=dtype_name, context=ctx, naive=1 / naive, cache=1 / step, prefill_ms=prefill * 1e3))
-            print(f"{dtype_name:>9} {ctx:>8} {1 / naive:>16.1f} {1 / step:>15.1f} {naive / step:>8.1f}x {prefill * 1e3:>11.1f}")
-    print(f"(load {load()}; context = tokens in the sequence while timing; recompute = forward_naive every step)")
+            rows.append(dict(dtype=dtype_name, context=ctx, naive=1 / naive, recompute=1 / last, cache=1 / step,
+                             prefill_ms=prefill * 1e3))
+            print(f"{dtype_name:>9} {ctx:>8} {1 / naive:>14.1f} {1 / last:>8.1f} {1 / step:>9.1f} {last / step:>10.1f}x "
+                  f"{prefill * 1e3:>11.1f}")
+    print(f"(load {load()}; the sequence grows to `context` tokens while timing; forward_naive / forward: no cache, "
+          f"the whole sequence every step, logits at every / the last position)")
     return rows
+
 
 # -----------------------------------------------------------------------------
 # 2. streaming: time to first audio and real-time factor
@@ -155,11 +165,21 @@ def window_cost(codec, n_frames, runs=5):
     return statistics.median(ts)
 
 
-def bench_stream(cfg):
-    from stream import compile_codec
+def print_window_costs(codec, label):
+    """The SNAC windows a stream decodes: the first (FIRST_FRAMES + right context) and the steady ones."""
     import codec as codec_lib
+    left, right, first, step = (codec_lib.LEFT_CONTEXT, codec_lib.RIGHT_CONTEXT, codec_lib.FIRST_FRAMES,
+                                codec_lib.STEP_FRAMES)
+    t_first, t_step = window_cost(codec, first + right), window_cost(codec, left + step + right)
+    print(f"       SNAC windows ({label}): first {first}+{right} frames {t_first * 1e3:.0f} ms, then {left}+{step}+{right} "
+          f"frames {t_step * 1e3:.0f} ms ({t_step / step * 1e3:.0f} ms per emitted {FRAME_SECONDS * 1e3:.1f} ms frame)")
+
+
+def bench_stream(cfg):
+    """Rows: each codec in eager fp32; SNAC also with its decoder compiled and the LM in bf16; MelCodec
+    (numpy, nothing to compile) also with the bf16 LM."""
+    from stream import compile_codec
     tok = Tokenizer('byte', 'level')
-    block = 1024
     folder = tempfile.mkdtemp(prefix='snacgpt_bench_')
     print(f"\n== streaming TTS, batch 1, {cfg['seconds']:.1f} s utterances, {torch.get_num_threads()} threads "
           f"(load {load()})")
@@ -168,26 +188,20 @@ def bench_stream(cfg):
     rows = []
     for kind in cfg['codecs'].split(','):
         codec = make_codec(kind, folder)
-        settings = [('float32', False)] + ([('bfloat16', True)] if cfg['compile'] and kind == 'snac' else [])
-        if kind == 'mel':
-            settings = [('float32', False)] + ([('bfloat16', False)] if cfg['compile'] else [])
-        for dtype_name, compiled in settings:
-            model = reference_model(cfg, tok.vocab_size, block, getattr(torch, dtype_name))
-            if compiled:
+        settings = [('float32', 'eager')] + ([('bfloat16', 'compiled' if kind == 'snac' else 'eager')] if cfg['compile'] else [])
+        for dtype_name, decoder in settings:
+            if decoder == 'compiled':
                 compile_codec(codec)
+            model = reference_model(cfg, tok.vocab_size, 1024, getattr(torch, dtype_name))
             r = bench_stream_setting(model, tok, codec, cfg['seconds'], cfg['runs'])
-            r.update(codec=kind, lm=dtype_name, decoder='compiled' if compiled else 'eager')
+            r.update(codec=kind, lm=dtype_name, decoder=decoder)
             rows.append(r)
-            print(f"{kind:>6} {dtype_name:>9} {r['decoder']:>8} {r['ttfa_ms']:>15.0f} {r['rtf']:>6.2f} {r['gen_s']:>6.2f} "
+            print(f"{kind:>6} {dtype_name:>9} {decoder:>8} {r['ttfa_ms']:>15.0f} {r['rtf']:>6.2f} {r['gen_s']:>6.2f} "
                   f"{r['decode_s']:>8.2f} {r['tok_s']:>9.0f} {r['audio_s']:>8.2f}")
-        if kind == 'snac':
-            left, right = codec_lib.LEFT_CONTEXT, codec_lib.RIGHT_CONTEXT
-            first = window_cost(codec, codec_lib.FIRST_FRAMES + right)
-            step = window_cost(codec, left + codec_lib.STEP_FRAMES + right)
-            print(f"       SNAC windows ({'compiled' if compiled else 'eager'}): first {codec_lib.FIRST_FRAMES}+{right} frames "
-                  f"{first * 1e3:.0f} ms, then {left}+{codec_lib.STEP_FRAMES}+{right} frames {step * 1e3:.0f} ms "
-                  f"({step / codec_lib.STEP_FRAMES * 1e3:.0f} ms per emitted {FRAME_SECONDS * 1e3:.1f} ms frame)")
-    print(f"(load {load()}; first audio = request to first samples ready; RTF = (LM + codec) / audio duration)")
+            if kind == 'snac':
+                print_window_costs(codec, decoder)
+    print(f"(load {load()}; first audio = request to first samples ready; RTF = (LM + codec) / audio duration; "
+          f"LM tok/s includes the prefill and the grammar hook)")
     return rows
 
 
