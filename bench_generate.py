@@ -2,7 +2,7 @@
 Inference speed figures: generation with the KV cache against full recompute, and streaming TTS
 (time to first audio, real-time factor) with the random-weight SNAC and the stand-in MelCodec.
 
-    python bench_generate.py                          # everything below (~10 minutes on 2 cores)
+    python bench_generate.py                          # everything below (~5 minutes on 2 idle cores)
     python bench_generate.py --what=tokens            # tokens/s: KV cache vs full recompute, fp32 and bf16 weights
     python bench_generate.py --what=stream            # streaming: eager fp32, then compiled SNAC + bf16 LM, MelCodec
     python bench_generate.py --what=stream --compile=False --codecs=snac
@@ -10,8 +10,10 @@ Inference speed figures: generation with the KV cache against full recompute, an
 
 Random weights throughout: speed does not depend on them (the grammar mask fixes each utterance's length via
 min_frames = max frames). Each figure is the median of --runs timed runs after a warm-up. The load average
-is printed because other processes on a small machine change these numbers (a busy second core stalls every
-2-thread op: compare figures taken side by side).
+is printed because other processes change these numbers a lot: with more runnable threads than cores, every
+2-thread op waits for a descheduled OpenMP thread (KV-cache decoding fell from ~160 to ~20 tokens/s here at a
+load of 5; OMP_WAIT_POLICY=PASSIVE got back to ~160 then, but costs ~40 % on an idle machine). Compare
+figures taken side by side; the plain KV loop column calibrates a machine against DESIGN.md's figures.
 """
 import os
 import statistics
@@ -21,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from configurator import apply_overrides
 from model import GPT, GPTConfig, sample_logits
@@ -84,6 +87,53 @@ def cache_step_time(model, prompt, n):
     return (time.perf_counter() - t1) / (n - 1), t1 - t0
 
 
+class PlainKVGPT(torch.nn.Module):
+    """A plain nanoGPT-style model (learned positions, LayerNorm, GELU MLP, tied embedding) with the simplest KV
+    cache (torch.cat per step): the calibration line. DESIGN.md's figures for such a loop (365 / 322 tokens/s
+    at 256 / 1024 fp32) came from a faster, idle machine; measured side by side it says what this one gives."""
+
+    def __init__(self, n_layer, n_head, n_embd, vocab_size, block_size):
+        super().__init__()
+        nn, C = torch.nn, n_embd
+        self.wte, self.wpe = nn.Embedding(vocab_size, C), nn.Embedding(block_size, C)
+        self.blocks = nn.ModuleList(nn.ModuleDict(dict(
+            ln1=nn.LayerNorm(C, bias=False), qkv=nn.Linear(C, 3 * C, bias=False), proj=nn.Linear(C, C, bias=False),
+            ln2=nn.LayerNorm(C, bias=False), fc=nn.Linear(C, 4 * C, bias=False), fc_proj=nn.Linear(4 * C, C, bias=False),
+        )) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(C, bias=False)
+        self.lm_head = nn.Linear(C, vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight
+        self.n_head = n_head
+
+    def forward(self, idx, pos0, cache):
+        """idx (B, T) at positions pos0.. -> last logits (B, V) and the grown cache [(k, v) per layer]."""
+        B, T = idx.shape
+        x = self.wte(idx) + self.wpe(torch.arange(pos0, pos0 + T))  # (B, T, C)
+        new_cache = []
+        for b, kv in zip(self.blocks, cache or [None] * len(self.blocks)):
+            q, k, v = b.qkv(b.ln1(x)).split(x.size(-1), dim=2)
+            q, k, v = (t.view(B, T, self.n_head, -1).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+            if kv is not None:
+                k, v = torch.cat([kv[0], k], dim=2), torch.cat([kv[1], v], dim=2)
+            new_cache.append((k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=kv is None).transpose(1, 2).reshape(B, T, -1)
+            x = x + b.proj(y)
+            x = x + b.fc_proj(F.gelu(b.fc(b.ln2(x))))
+        return self.lm_head(self.ln_f(x[:, -1])), new_cache
+
+
+@torch.inference_mode()
+def plain_step_time(model, prompt, n):
+    """Seconds per token of PlainKVGPT's loop after its prefill."""
+    gen = torch.Generator().manual_seed(0)
+    logits, cache = model(prompt, 0, None)
+    t0 = time.perf_counter()
+    for i in range(n):
+        nxt = sample_logits(logits, 1.0, None, None, gen)
+        logits, cache = model(nxt[:, None], prompt.size(1) + i, cache)
+    return (time.perf_counter() - t0) / n
+
+
 def median_of(fn, runs):
     fn()  # warm-up
     return statistics.median(fn() for _ in range(runs))
@@ -96,11 +146,13 @@ def bench_tokens(cfg):
     print(f"\n== generation, batch 1, {cfg['n_layer']} layers x {cfg['n_embd']} wide, vocab {vocab}, "
           f"{torch.get_num_threads()} threads (load {load()})")
     print(f"{'weights':>9} {'context':>8} {'forward_naive':>14} {'forward':>8} {'KV cache':>9} {'vs forward':>11} "
-          f"{'prefill ms':>11}   (tokens/s)")
+          f"{'prefill ms':>11} {'plain KV loop':>14}   (tokens/s)")
     rows = []
     for dtype_name in cfg['dtypes'].split(','):
         dtype = getattr(torch, dtype_name)
         model = reference_model(cfg, vocab, max(contexts) + cfg['new_tokens'], dtype)
+        plain = PlainKVGPT(cfg['n_layer'], cfg['n_head'], cfg['n_embd'], vocab, max(contexts) + cfg['new_tokens'])
+        plain = plain.eval().to(dtype)
         for ctx in contexts:
             n_re = cfg['naive_tokens']
             recompute = lambda all_positions: median_of(
@@ -110,12 +162,14 @@ def bench_tokens(cfg):
             prompt = torch.randint(0, vocab, (1, ctx - cfg['new_tokens']))
             runs = [cache_step_time(model, prompt, cfg['new_tokens']) for _ in range(cfg['runs'] + 1)][1:]
             step, prefill = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+            base = statistics.median(plain_step_time(plain, prompt, cfg['new_tokens']) for _ in range(cfg['runs']))
             rows.append(dict(dtype=dtype_name, context=ctx, naive=1 / naive, recompute=1 / last, cache=1 / step,
-                             prefill_ms=prefill * 1e3))
+                             prefill_ms=prefill * 1e3, plain=1 / base))
             print(f"{dtype_name:>9} {ctx:>8} {1 / naive:>14.1f} {1 / last:>8.1f} {1 / step:>9.1f} {last / step:>10.1f}x "
-                  f"{prefill * 1e3:>11.1f}")
+                  f"{prefill * 1e3:>11.1f} {1 / base:>14.1f}")
     print(f"(load {load()}; the sequence grows to `context` tokens while timing; forward_naive / forward: no cache, "
-          f"the whole sequence every step, logits at every / the last position)")
+          f"the whole sequence every step, logits at every / the last position; plain KV loop: PlainKVGPT, the same "
+          f"sizes, for calibration)")
     return rows
 
 

@@ -92,11 +92,14 @@ class CausalSelfAttention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if start is not None:  # inference with the cache: attend to everything written so far
             k, v = self.cache.update(start, k, v)
+            q = q.to(k.dtype)  # the cache may be float32 under bf16 weights (see setup_cache)
         dropout = self.dropout if self.training else 0.0
         if mask is not None:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         else:  # a single new token attends to all the cache; a fresh sequence is causal
             y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=dropout)
+        if start is not None:
+            y = y.to(x.dtype)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.proj(y)
 
@@ -203,9 +206,12 @@ class GPT(nn.Module):
 
     # --- inference with a static KV cache
     def setup_cache(self, batch_size, max_len=None, dtype=None):
+        """Preallocate every layer's keys and values. The cache takes the weights' dtype, except on CPU, where it
+        stays float32: without native bf16 arithmetic (AVX2), bf16 attention over 1024 cached positions costs ~6x
+        float32's and made bf16 weights slower than float32 at long context (bench_generate.py)."""
         max_len = max_len or self.config.block_size
-        dtype = dtype or self.wte.weight.dtype
         device = self.wte.weight.device
+        dtype = dtype or (torch.float32 if device.type == 'cpu' else self.wte.weight.dtype)
         for block in self.blocks:
             a = block.attn
             a.cache = KVCache(batch_size, max_len, a.n_head, a.head_dim, dtype).to(device)

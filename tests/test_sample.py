@@ -157,6 +157,21 @@ def test_batched_left_padding_matches_one_by_one(loaded):
     assert together == alone
 
 
+def test_bfloat16_weights_keep_a_float32_cache_on_cpu(ckpt_path):
+    """--dtype=bfloat16: the KV cache stays float32 on CPU (model.setup_cache) and the cached logits agree with
+    the bf16 reference forward within bf16 rounding; TTS still decodes."""
+    model, tok, codec, _ = load_checkpoint(ckpt_path, 'cpu', dtype='bfloat16')
+    idx = torch.tensor([tok.tts_prompt('hello').tolist()])
+    with torch.inference_mode():
+        full = model.forward_naive(idx).float()  # (1, T, V)
+        model.setup_cache(1, idx.size(1))
+        assert model.blocks[0].attn.cache.k.dtype == torch.float32
+        assert (model.prefill(idx[:, :-1]).float() - full[:, -2]).abs().max() < 0.05 * full.abs().max()
+        assert (model.decode_one(idx[:, -1:], idx.size(1) - 1).float() - full[:, -1]).abs().max() < 0.05 * full.abs().max()
+    codes = tts(model, tok, ['hi'], max_seconds=0.3, seed=0)[0]
+    assert len(decode_codes(codec, codes)) == len(codes) // FRAME_LEN * FRAME_SAMPLES > 0
+
+
 def test_asr_takes_codes_waveforms_and_paths(loaded, tmp_path):
     model, tok, codec, _ = loaded
     wav = sine_sweep(0.5)
