@@ -9,7 +9,6 @@ fp32 vs bf16 autocast, side by side with a plain nanoGPT-style model of the same
 MFU is achieved training FLOP/s (model.flops_per_token) over the device's peak: on CUDA the spec sheet,
 on CPU a measured 1024 x 1024 matmul in the same dtype (train.peak_flops).
 """
-import math
 import statistics
 import sys
 import time

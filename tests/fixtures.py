@@ -2,10 +2,16 @@
 import json
 import os
 
+import dataclasses
+
 import numpy as np
+import torch
+
+import codec as codec_lib
+from model import GPT, GPTConfig
 
 from prepare import VERSION, write_tokens
-from tokenizer import FRAME_LEN, TASKS, Tokenizer, token_dtype
+from tokenizer import FRAME_LEN, SAMPLE_RATE, TASKS, Tokenizer, token_dtype
 
 WORDS = ['red', 'blue', 'cat', 'dog', 'runs', 'sits', 'now', 'here']
 
@@ -37,3 +43,21 @@ def write_synthetic_dataset(data_dir, n_train=60, n_val=16, seed=0, layout='leve
     with open(os.path.join(data_dir, 'meta.json'), 'w') as f:
         json.dump(meta, f)
     return tok
+
+
+def sine_sweep(seconds=1.0, sr=SAMPLE_RATE):
+    t = np.arange(int(seconds * sr)) / sr
+    noise = 0.02 * np.random.default_rng(0).standard_normal(len(t))
+    return (0.3 * np.sin(2 * np.pi * (200 + 600 * t) * t) + noise).astype(np.float32)
+
+
+def tiny_checkpoint(path, layout='level', block_size=256, seed=0):
+    """A random 2-layer GPT, the byte vocabulary and a MelCodec fitted on a second of sine sweep, saved as
+    train.py saves checkpoints."""
+    tok = Tokenizer('byte', layout)
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=block_size, n_layer=2, n_head=2, n_embd=32))
+    codec = codec_lib.MelCodec.fit([sine_sweep()], n_codes=64)
+    torch.save(dict(model=model.state_dict(), model_args=dataclasses.asdict(model.config), vocab=tok.to_dict(),
+                    codec=codec_lib.codec_to_dict(codec), codec_info=codec.describe(), step=0), path)
+    return path

@@ -1,5 +1,4 @@
 """sample.py: the audio frame grammar, the tasks on a tiny random checkpoint, and the bad-input errors."""
-import dataclasses
 import json
 import os
 
@@ -10,47 +9,13 @@ from scipy.io import wavfile
 
 import codec as codec_lib
 import sample
-from model import GPT, GPTConfig
+from fixtures import sine_sweep
 from sample import FrameGrammar, asr, continue_text, decode_codes, generate_raw, load_checkpoint, tts
 from tokenizer import FRAME_LEN, FRAME_SAMPLES, SAMPLE_RATE, Tokenizer, flatten, unflatten
 
 
-def sine_sweep(seconds=1.0, sr=SAMPLE_RATE):
-    t = np.arange(int(seconds * sr)) / sr
-    noise = 0.02 * np.random.default_rng(0).standard_normal(len(t))
-    return (0.3 * np.sin(2 * np.pi * (200 + 600 * t) * t) + noise).astype(np.float32)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
-
-def tiny_checkpoint(path, layout='level', block_size=256, seed=0):
-    """A random 2-layer GPT, the byte vocabulary and a MelCodec fitted on a second of sine sweep, saved as
-    train.py saves checkpoints."""
-    tok = Tokenizer('byte', layout)
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=block_size, n_layer=2, n_head=2, n_embd=32))
-    codec = codec_lib.MelCodec.fit([sine_sweep()], n_codes=64)
-    torch.save(dict(model=model.state_dict(), model_args=dataclasses.asdict(model.config), vocab=tok.to_dict(),
-                    codec=codec_lib.codec_to_dict(codec), codec_info=codec.describe(), step=0), path)
-    return path
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from a second thread, and on a busy 2-core machine every parallel op waits
-    for a descheduled thread: one thread keeps this file fast. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope='module')
-def ckpt_path(tmp_path_factory):
-    return tiny_checkpoint(str(tmp_path_factory.mktemp('ckpt') / 'ckpt.pt'))
-
-
-@pytest.fixture(scope='module')
-def loaded(ckpt_path):
-    return load_checkpoint(ckpt_path, 'cpu')
 
 # -----------------------------------------------------------------------------
 # the grammar

@@ -12,29 +12,12 @@ from scipy.io import wavfile
 import codec as codec_lib
 import stream as stream_lib
 from model import GPT, GPTConfig
-from sample import decode_codes, load_checkpoint, tts
+from sample import decode_codes, tts
 from stream import JitterBuffer, SimulatedPlayhead, stream
-from test_sample import tiny_checkpoint
 from tokenizer import FRAME_SAMPLES, SAMPLE_RATE, Tokenizer, unflatten
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """As in test_sample.py: one thread keeps tiny-tensor tests fast on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope='module')
-def ckpt_path(tmp_path_factory):
-    return tiny_checkpoint(str(tmp_path_factory.mktemp('ckpt') / 'ckpt.pt'))
-
-
-@pytest.fixture(scope='module')
-def loaded(ckpt_path):
-    return load_checkpoint(ckpt_path, 'cpu')
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def snr_db(ref, x):
