@@ -56,6 +56,9 @@ DEFAULTS = dict(
     beta1=0.9,
     beta2=0.95,
     grad_clip=1.0,
+    mix_tts=1.0,                # relative sampling weight of each task's training examples (1 = as prepared)
+    mix_asr=1.0,
+    mix_text=1.0,
     target_only_loss=True,      # loss on the target span only (TTS: audio, ASR: transcript); it is what lets a tiny model learn ASR
     # evaluation, logging, checkpoints
     eval_interval=200,
@@ -76,28 +79,53 @@ DEFAULTS = dict(
 # -----------------------------------------------------------------------------
 # data: windows of block_size + 1 tokens that start at example boundaries
 
-def target_flags(idx, first, start, length):
-    """Bool (length,) marking tokens of [start, start+length) inside target spans, walking the examples
-    from index `first` (the one that starts the window) until the window ends."""
-    flags = np.zeros(length, dtype=bool)
-    j, end = first, start + length
-    while j < len(idx) and idx[j, 0] < end:
-        s, n, _, t = idx[j]
-        lo, hi = max(s + t, start), min(s + n, end)
-        if hi > lo:
-            flags[lo - start:hi - start] = True
-        j += 1
-    return flags
+def task_cdf(idx, cfg):
+    """Cumulative sampling probabilities of the examples, each weighted by its task's mix_<task> value."""
+    mix = np.array([cfg[f'mix_{task}'] for task in TASKS], dtype=np.float64)
+    if (mix < 0).any():
+        raise ValueError(f"mix_* weights must be >= 0, got {dict(zip(TASKS, mix.tolist()))}")
+    weights = mix[idx[:, 2]]
+    if not weights.sum() > 0:
+        mix = ', '.join(f"mix_{t}={cfg['mix_' + t]}" for t in TASKS)
+        raise ValueError(f"the training split has no example of a task with positive weight ({mix})")
+    return np.cumsum(weights) / weights.sum()
 
 
-def window_batch(path, idx, examples, block_size, target_only, device):
-    """Packed training windows: each row starts at an example and runs on into the next ones."""
+def draw_windows(rng, idx, cdf, n, block_size):
+    """n windows, each a list of examples drawn by task weight: the first starts the window (a window begins at
+    an example boundary), more follow until block_size + 1 tokens are filled. Packing random examples rather
+    than the next ones in the file matters: the file keeps an utterance's TTS and ASR examples side by side, so a
+    window running on in file order would show the ASR transcript (as the TTS prompt) just before asking for it."""
+    windows = []
+    for _ in range(n):
+        examples, filled = [], 0
+        while filled < block_size + 1:
+            e = min(int(np.searchsorted(cdf, rng.random(), side='right')), len(idx) - 1)
+            examples.append(e)
+            filled += int(idx[e, 1])
+        windows.append(examples)
+    return windows
+
+
+def window_batch(path, idx, windows, block_size, target_only, device):
+    """Packed training windows from draw_windows(): the examples of each row laid end to end, cut to the block.
+    With target_only, the loss sees only each example's target span (TTS: audio, ASR: transcript)."""
     tokens = read_tokens(path)  # a fresh memmap per batch: memmaps kept open grow the process's memory
-    x = np.stack([tokens[idx[e, 0]:idx[e, 0] + block_size + 1] for e in examples]).astype(np.int64)
+    x = np.empty((len(windows), block_size + 1), dtype=np.int64)
+    is_target = np.zeros((len(windows), block_size + 1), dtype=bool)
+    for b, examples in enumerate(windows):
+        pos = 0
+        for e in examples:
+            s, n, _, t = idx[e]
+            m = min(n, block_size + 1 - pos)
+            x[b, pos:pos + m] = tokens[s:s + m]
+            is_target[b, pos + t:pos + m] = True
+            pos += m
+            if pos == block_size + 1:
+                break
     y = x[:, 1:].copy()
     if target_only:
-        for b, e in enumerate(examples):
-            y[b, ~target_flags(idx, e, idx[e, 0] + 1, block_size)] = IGNORE_INDEX
+        y[~is_target[:, 1:]] = IGNORE_INDEX
     return to_device(x[:, :-1], device), to_device(y, device)
 
 
@@ -119,10 +147,6 @@ def to_device(a, device):
     t = torch.from_numpy(np.ascontiguousarray(a))
     return t.pin_memory().to(device, non_blocking=True) if device.startswith('cuda') else t.to(device)
 
-
-def trainable_examples(idx, n_tokens, block_size):
-    """Examples that can start a full window (the last few may lie too close to the end of the file)."""
-    return np.flatnonzero(idx[:, 0] + block_size + 1 <= n_tokens)
 
 # -----------------------------------------------------------------------------
 # schedule, evaluation, checkpoints
@@ -258,8 +282,8 @@ def train(cfg):
     val_tokens, val_idx, _ = load_split(data_dir, 'val')
     train_path, val_path = (os.path.join(data_dir, f'{s}.bin') for s in ('train', 'val'))
     tok = Tokenizer.from_dict(meta['vocab'])
-    starts = trainable_examples(train_idx, len(train_tokens), cfg['block_size'])
-    if not len(starts):
+    cdf = task_cdf(train_idx, cfg)
+    if len(train_tokens) < cfg['block_size'] + 1:
         raise ValueError(f"{train_path}: no example can start a window of {cfg['block_size'] + 1} tokens; "
                          f"the split has {len(train_tokens)} tokens (lower --block_size or prepare more data)")
     fixed = np.random.default_rng(0)  # the eval sample never changes within or across runs
@@ -308,7 +332,7 @@ def train(cfg):
     say(f"torch {torch.__version__} | device {device} x{world} | dtype {dtype} | compile {use_compile} | "
         f"codec {codec_info.get('label', codec_info['kind'])}")
     say(f"model: {n_params / 1e6:.2f} M non-embedding params, {raw_model.num_params(False) / 1e6:.2f} M total | "
-        f"{tokens_per_step:,} tokens per step | {len(starts):,} training examples")
+        f"{tokens_per_step:,} tokens per step | {len(train_idx):,} training examples")
     wandb = None
     if cfg['wandb_log'] and master:
         import wandb
@@ -337,8 +361,8 @@ def train(cfg):
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group['lr'] = lr
-        batch = rng.choice(starts, size=cfg['batch_size'] * cfg['grad_accum'])  # the global batch
-        mine = batch.reshape(world, accum, cfg['batch_size'])[rank]
+        batch = draw_windows(rng, train_idx, cdf, cfg['batch_size'] * cfg['grad_accum'], cfg['block_size'])  # the global batch
+        mine = [batch[i:i + cfg['batch_size']] for i in range(0, len(batch), cfg['batch_size'])][rank * accum:(rank + 1) * accum]
         loss_sum, audio_tokens = 0.0, 0
         for micro in range(accum):
             x, y = window_batch(train_path, train_idx, mine[micro], cfg['block_size'], cfg['target_only_loss'], device)

@@ -3,6 +3,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,12 +68,33 @@ def test_window_targets_cover_only_target_spans(data_root):
     from prepare import load_split
     tokens, idx, meta = load_split(os.path.join(data_root, 'syn'), 'train')
     tok = Tokenizer.from_dict(meta['vocab'])
-    x, y = train.window_batch(os.path.join(data_root, 'syn', 'train.bin'), idx, [0], 128, True, 'cpu')
-    s, n, task, t = idx[0]
-    assert task == 0 and x[0, 0].item() == tok.text  # a TTS example starts the window
+    first = 0
+    second = next(e for e in range(len(idx)) if idx[e, 2] == 1)  # an ASR example packed after the first one
+    x, y = train.window_batch(os.path.join(data_root, 'syn', 'train.bin'), idx, [[first, second, first]], 128, True, 'cpu')
+    s, n, task, t = idx[first]
+    assert n < 128 and task == 0 and x[0, 0].item() == tok.text  # a TTS example starts the window
     targets = (y[0] != -1).nonzero()[:, 0]
     assert targets[0].item() == t - 1  # the first target is the token after <audio>
     assert (y[0, :t - 1] == -1).all()
+    # the second example follows the first directly, and only its target span (the transcript) counts
+    s2, n2, _, t2 = idx[second]
+    m = min(n2, 128 - n)
+    assert (x[0, n:n + m].numpy() == tokens[s2:s2 + m]).all()
+    assert (y[0, n - 1:n - 1 + t2] == -1).all() and (y[0, n - 1 + t2:n - 1 + m] != -1).all()
+
+
+def test_windows_draw_examples_by_task_weight(data_root):
+    from prepare import load_split
+    _, idx, _ = load_split(os.path.join(data_root, 'syn'), 'train')
+    cfg = dict(train.DEFAULTS, mix_tts=0.0, mix_asr=1.0, mix_text=0.0)
+    windows = train.draw_windows(np.random.default_rng(0), idx, train.task_cdf(idx, cfg), 20, 128)
+    assert all(sum(idx[e, 1] for e in w) >= 129 for w in windows)
+    drawn = np.concatenate(windows)
+    assert (idx[drawn, 2] == 1).all() and len(set(drawn.tolist())) > 5
+    with pytest.raises(ValueError, match='mix_'):
+        train.task_cdf(idx, dict(cfg, mix_asr=-1.0))
+    with pytest.raises(ValueError, match='no example'):
+        train.task_cdf(idx[idx[:, 2] == 0], cfg)
 
 
 def test_ddp_two_processes_match_one(data_root, tmp_path):
