@@ -427,7 +427,10 @@ def fit_law(N, D, L, starts=32, init=None):
         if np.all(np.isfinite(res.x)) and (best is None or res.fun < best.fun):
             best = res
     a, b, e, alpha, beta = best.x
-    return dict(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta, objective=best.fun, theta=best.x)
+    # a resample with few distinct sizes can leave a term unidentified and send its log-constant off to
+    # hundreds: that constant is then infinite (and its bootstrap interval says so), not an overflow error
+    E, A, B = (math.exp(v) if v < 700 else math.inf for v in (e, a, b))
+    return dict(E=E, A=A, B=B, alpha=alpha, beta=beta, objective=best.fun, theta=best.x)
 
 
 def bootstrap_law(N, D, L, fit, n_boot=100, seed=0, starts=2):
@@ -441,7 +444,9 @@ def bootstrap_law(N, D, L, fit, n_boot=100, seed=0, starts=2):
         p = fit_law(N[pick], D[pick], L[pick], starts=starts, init=fit['theta'])
         for k in samples:
             samples[k].append(p[k])
-    return {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in samples.items()}
+    # 'nearest': an interval end is a fitted value, so an unidentified (infinite) constant shows as inf, not nan
+    return {k: (float(np.percentile(v, 2.5, method='nearest')), float(np.percentile(v, 97.5, method='nearest')))
+            for k, v in samples.items()}
 
 
 def fpt_of(rows):
