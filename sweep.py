@@ -379,8 +379,13 @@ INIT_GRID = np.array(list(itertools.product(np.arange(0, 30, 5), np.arange(0, 30
 
 
 def law(p, N, D):
-    """The fitted law at (N, D); p holds E, A, B, alpha, beta."""
-    return p['E'] + p['A'] / np.asarray(N, float) ** p['alpha'] + p['B'] / np.asarray(D, float) ** p['beta']
+    """The fitted law at (N, D); p holds E, A, B, alpha, beta, and from fit_law the log-constants 'theta',
+    used when present: A / N^alpha with A = e^800 and N^alpha past the float range is a finite number."""
+    logN, logD = np.log(np.asarray(N, float)), np.log(np.asarray(D, float))
+    if 'theta' in p:
+        a, b, e, alpha, beta = p['theta']
+        return np.exp(np.logaddexp(np.logaddexp(a - alpha * logN, b - beta * logD), e))
+    return p['E'] + p['A'] * np.exp(-p['alpha'] * logN) + p['B'] * np.exp(-p['beta'] * logD)
 
 
 def huber_objective(theta, logN, logD, logL, delta=HUBER_DELTA):
