@@ -86,8 +86,8 @@ def task_cdf(idx, cfg):
         raise ValueError(f"mix_* weights must be >= 0, got {dict(zip(TASKS, mix.tolist()))}")
     weights = mix[idx[:, 2]]
     if not weights.sum() > 0:
-        mix = ', '.join(f"mix_{t}={cfg['mix_' + t]}" for t in TASKS)
-        raise ValueError(f"the training split has no example of a task with positive weight ({mix})")
+        raise ValueError(f"the training split has no example of a task with positive weight "
+                         f"({dict(zip(TASKS, mix.tolist()))})")
     return np.cumsum(weights) / weights.sum()
 
 
@@ -284,8 +284,8 @@ def train(cfg):
     tok = Tokenizer.from_dict(meta['vocab'])
     cdf = task_cdf(train_idx, cfg)
     if len(train_tokens) < cfg['block_size'] + 1:
-        raise ValueError(f"{train_path}: no example can start a window of {cfg['block_size'] + 1} tokens; "
-                         f"the split has {len(train_tokens)} tokens (lower --block_size or prepare more data)")
+        raise ValueError(f"{train_path}: the split has {len(train_tokens)} tokens, fewer than one window of "
+                         f"{cfg['block_size'] + 1} (lower --block_size or prepare more data)")
     fixed = np.random.default_rng(0)  # the eval sample never changes within or across runs
     val_sample = fixed.permutation(len(val_idx))[:cfg['eval_examples']]
     train_sample = fixed.permutation(len(train_idx))[:cfg['eval_examples']]

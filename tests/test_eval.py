@@ -12,7 +12,7 @@ sys.path.insert(0, ROOT)
 import codec as codec_lib  # noqa: E402
 import eval as evaluation  # noqa: E402
 import train  # noqa: E402
-from configurator import apply_overrides, parse_config_file  # noqa: E402
+from configurator import apply_overrides  # noqa: E402
 from fixtures import write_synthetic_dataset  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from prepare import load_split, write_tokens  # noqa: E402
@@ -209,7 +209,7 @@ def test_vocabulary_mismatch_names_both_sides(tmp_path):
 
 
 def test_text_only_config_differs_from_the_tiny_demo_only_in_its_data():
-    joint = parse_config_file(os.path.join(ROOT, 'config', 'train_tiny.py'))
-    text = parse_config_file(os.path.join(ROOT, 'config', 'train_tiny_textonly.py'))
-    assert {k for k in joint.keys() | text.keys() if joint.get(k) != text.get(k)} == {'dataset', 'out_dir'}
-    apply_overrides(train.DEFAULTS, [os.path.join(ROOT, 'config', 'train_tiny_textonly.py')])  # every key is known
+    tiny = os.path.join(ROOT, 'config', 'train_tiny.py')
+    joint = apply_overrides(train.DEFAULTS, [tiny])
+    text = apply_overrides(train.DEFAULTS, [tiny, os.path.join(ROOT, 'config', 'train_tiny_textonly.py')])
+    assert {k for k in joint if joint[k] != text[k]} == {'dataset', 'out_dir'}
