@@ -415,6 +415,7 @@ DEFAULTS = dict(
     batch_size=16,             # prompts per left-padded batch
     device='auto',             # auto | cpu | cuda | mps
     dtype='float32',           # float32 | bfloat16 | float16 (model weights; the codec stays float32)
+    compile=False,             # torch.compile the one-token decode step: pays for long outputs (~12 s to compile on CPU)
     expect_vocab='',           # refuse a checkpoint whose vocabulary differs: 'gpt2/level' or a meta.json path
     threads=0,                 # torch threads (0: torch's default)
 )
@@ -470,6 +471,8 @@ def main(argv):
     model, tok, codec, ckpt = load_checkpoint(cfg['ckpt'], device, cfg['dtype'], need_codec=mode in ('tts', 'asr'),
                                               expect_vocab=cfg['expect_vocab'] or None)
     load_s = time.perf_counter() - t0
+    if cfg['compile']:
+        model.compile_decoding()
     print(f"loaded {cfg['ckpt']} in {load_s:.2f} s: {model.num_params() / 1e6:.2f} M non-embedding parameters, "
           f"vocabulary {tok.encoding}/{tok.layout}, codec {codec.describe()['label'] if codec else '-'}, {device}")
     temperature = cfg['temperature'] if cfg['temperature'] is not None else {'asr': 0.0, 'tts': 1.0}.get(mode, 0.8)

@@ -4,7 +4,7 @@ and play the samples while the rest is still being generated.
 
     python stream.py --ckpt=out/tiny/ckpt.pt --text="hello there"                  # speaker, or a wav if there is none
     python stream.py --ckpt=out/tiny/ckpt.pt --text="hello there" --out=out/stream.wav   # always a wav
-    python stream.py --ckpt=out/tiny/ckpt.pt --text="hello there" --compile_codec=True --dtype=bfloat16
+    python stream.py --ckpt=out/tiny/ckpt.pt --text="hello there" --compile_lm=True --compile_codec=True --dtype=bfloat16
 
 The model emits 7 tokens per 85 ms frame. Each finished frame goes to codec.StreamingDecoder, which decodes
 a window of frames with context on both sides (codec.LEFT_CONTEXT / RIGHT_CONTEXT for SNAC) and returns
@@ -238,6 +238,7 @@ DEFAULTS = dict(
     device='auto',
     dtype='float32',           # float32 | bfloat16 (model weights)
     compile_codec=False,       # torch.compile SNAC's decoder (pays ~10 s per window shape at warm-up)
+    compile_lm=False,          # torch.compile the LM's one-token step (model.compile_decoding; ~12 s at warm-up)
     warmup=True,               # stream a short utterance first, so the figures are not first-call costs
     threads=0,                 # torch threads (0: torch's default)
 )
@@ -254,6 +255,8 @@ def main(argv):
     model, tok, codec, _ = load_checkpoint(cfg['ckpt'], device, cfg['dtype'])
     if cfg['compile_codec']:
         compile_codec(codec)
+    if cfg['compile_lm']:
+        model.compile_decoding()
     if cfg['warmup']:
         warm_up(model, tok, codec)
     speaker, reason = (None, None) if cfg['out'] else open_speaker(cfg['prebuffer_ms'] / 1000)

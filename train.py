@@ -363,14 +363,15 @@ def train(cfg):
             group['lr'] = lr
         batch = draw_windows(rng, train_idx, cdf, cfg['batch_size'] * cfg['grad_accum'], cfg['block_size'])  # the global batch
         mine = [batch[i:i + cfg['batch_size']] for i in range(0, len(batch), cfg['batch_size'])][rank * accum:(rank + 1) * accum]
-        loss_sum, audio_tokens = 0.0, 0
+        loss_sum, audio_tokens, logit_positions = 0.0, 0, 0
         for micro in range(accum):
             x, y = window_batch(train_path, train_idx, mine[micro], cfg['block_size'], cfg['target_only_loss'], device)
             audio_tokens += int((x >= tok.audio_offset).sum())
+            logit_positions += int((y != IGNORE_INDEX).sum()) if not use_compile else y.numel()  # see GPT.forward
             if ddp:  # sync gradients on the last micro-step only
                 model.require_backward_grad_sync = micro == accum - 1
             with autocast:
-                _, loss = model(x, y)
+                _, loss = model(x, y, all_logits=False)
             (loss / accum).backward()
             loss_sum += loss.item() / accum
         if ddp:
@@ -397,7 +398,7 @@ def train(cfg):
         if step % cfg['log_interval'] == 0 or step == 1:
             tps = tokens_per_step / dt
             audio_s = audio_tokens / FRAME_LEN * FRAME_SECONDS / dt
-            mfu = raw_model.estimate_mfu(tps / world, peak, cfg['block_size'])
+            mfu = raw_model.estimate_mfu(tps / world, peak, cfg['block_size'], logit_positions / (accum * x.numel()))
             rate = (timed_time / max(timed_tokens, 1)) * tokens_per_step if timed_tokens else dt
             eta = rate * (cfg['max_iters'] - step)
             say(f"step {step}/{cfg['max_iters']} | loss {loss_sum:.4f} | lr {lr:.2e} | {dt * 1000:.0f} ms | "

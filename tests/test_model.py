@@ -78,6 +78,24 @@ def test_ignore_index_and_param_counts():
     assert model.num_params() == 2 * (4 * 32 * 32 + 8 * 32 * 32)
 
 
+def test_logits_at_targets_only_give_the_same_loss_and_gradients():
+    torch.manual_seed(0)
+    x = torch.randint(0, 300, (3, 8))
+    y = torch.where(torch.rand(3, 8) < 0.4, torch.randint(0, 300, (3, 8)), torch.full((3, 8), IGNORE_INDEX))
+    results = []
+    for all_logits in (True, False):
+        model = tiny()
+        logits, loss = model(x, y, all_logits=all_logits)
+        loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in model.parameters()], logits))
+    (dense, dense_grads, logits), (sparse, sparse_grads, none) = results
+    assert logits.shape == (3, 8, 300) and none is None
+    assert abs(dense - sparse) < 1e-5
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(dense_grads, sparse_grads))
+    _, no_target = tiny()(x, torch.full((3, 8), IGNORE_INDEX), all_logits=False)
+    assert no_target.item() == 0.0  # a window without targets adds nothing (and no NaN)
+
+
 def test_tiny_model_overfits_one_batch():
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=300, block_size=16, n_layer=2, n_head=2, n_embd=32))
@@ -89,3 +107,20 @@ def test_tiny_model_overfits_one_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.1  # from ln(300) = 5.7
+
+
+def test_cpu_decoding_layout_keeps_the_model():
+    model = tiny()
+    x = torch.randint(0, 300, (2, 10))
+    before = model.forward_naive(x)
+    model.setup_cache(2, 32)  # on CPU this stores the linear weights column-major
+    assert model.lm_head.weight is model.wte.weight and not model.lm_head.weight.is_contiguous()
+    assert torch.allclose(model.forward_naive(x), before, atol=1e-6)
+
+
+def test_compiled_decoding_matches_eager():
+    prompt = torch.randint(0, 300, (2, 5))
+    eager = tiny().generate(prompt, 12, temperature=0)
+    model = tiny()
+    model.compile_decoding()
+    assert torch.equal(model.generate(prompt, 12, temperature=0), eager)
