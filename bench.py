@@ -30,7 +30,7 @@ DEFAULTS = dict(
     device='cpu',
     modes='eager-fp32,eager-bf16,compiled-fp32,compiled-bf16',
     baselines=True,            # also time the plain nanoGPT-style model
-    steps=12,                  # timed steps per setting (after warm-up)
+    steps=12,                  # timed steps per model and setting (after warm-up), the models taking turns
     warmup=3,
     threads=0,                 # 0 = torch's default
 )
@@ -65,8 +65,8 @@ class PlainGPT(nn.Module):
         return logits, F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
 
-def time_training(model, cfg, compiled, dtype):
-    """Median seconds per training step, and the compile (first step) time."""
+def training_step(model, cfg, compiled, dtype):
+    """A function running one timed training step of model, and the time its first call took (compiling)."""
     device_type = cfg['device'].split(':')[0]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device_type == 'cuda')
     step_model = torch.compile(model) if compiled else model
@@ -74,6 +74,7 @@ def time_training(model, cfg, compiled, dtype):
     x = torch.randint(0, cfg['vocab_size'], (cfg['batch_size'], cfg['block_size'] + 1), device=cfg['device'])
 
     def step():
+        t0 = time.perf_counter()
         with autocast:
             _, loss = step_model(x[:, :-1], x[:, 1:])
         loss.backward()
@@ -81,18 +82,22 @@ def time_training(model, cfg, compiled, dtype):
         opt.zero_grad(set_to_none=True)
         if device_type == 'cuda':
             torch.cuda.synchronize()
+        return time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    step()
-    first = time.perf_counter() - t0
+    first = step()
     for _ in range(cfg['warmup'] - 1):
         step()
-    times = []
-    for _ in range(cfg['steps']):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), first
+    return step, first
+
+
+def time_side_by_side(steps, n):
+    """Median seconds per step of each model, their steps taken in turn (a, b, a, b, ...): load that drifts
+    during a run (other processes, frequency changes) then hits every model alike."""
+    times = [[] for _ in steps]
+    for _ in range(n):
+        for k, step in enumerate(steps):
+            times[k].append(step())
+    return [statistics.median(t) for t in times]
 
 
 def main(argv):
@@ -113,11 +118,14 @@ def main(argv):
         dtype = torch.bfloat16 if dtype_name == 'bf16' else torch.float32
         if dtype not in peaks:
             peaks[dtype] = peak_flops(cfg['device'], dtype)
-        for name, make in [('snacgpt', GPT), ('nanoGPT', PlainGPT)][:2 if cfg['baselines'] else 1]:
+        models = [('snacgpt', GPT), ('nanoGPT', PlainGPT)][:2 if cfg['baselines'] else 1]
+        steps, firsts = [], []
+        for name, make in models:
             torch.manual_seed(0)
-            torch._dynamo.reset()
-            model = make(gcfg).to(cfg['device'])
-            dt, first = time_training(model, cfg, compiled == 'compiled', dtype)
+            step, first = training_step(make(gcfg).to(cfg['device']), cfg, compiled == 'compiled', dtype)
+            steps.append(step)
+            firsts.append(first)
+        for (name, _), dt, first in zip(models, time_side_by_side(steps, cfg['steps']), firsts):
             mfu = ref.flops_per_token() * tokens / dt / peaks[dtype]
             print(f"{name:<10} {mode:<15} {tokens / dt:>9,.0f} {dt * 1000:>9.1f} {mfu * 100:>6.1f}% {first:>13.1f}", flush=True)
     print('peak FLOP/s used for MFU: ' + ', '.join(f"{str(d).split('.')[-1]} {p / 1e9:,.0f} G" for d, p in peaks.items()))

@@ -242,14 +242,14 @@ def bench_stream(cfg):
     compiled too; then the bf16 LM (eager) with the compiled SNAC decoder."""
     from stream import compile_codec
     tok = Tokenizer('byte', 'level')
-    folder = tempfile.mkdtemp(prefix='snacgpt_bench_')
+    folder = tempfile.TemporaryDirectory(prefix='snacgpt_bench_')  # the random SNAC's weights, removed at the end
     print(f"\n== streaming TTS, batch 1, {cfg['seconds']:.1f} s utterances, {torch.get_num_threads()} threads "
           f"(load {load()})")
     print(f"{'codec':>6} {'LM':>9} {'LM step':>8} {'decoder':>8} {'first audio ms':>15} {'RTF':>6} {'LM s':>6} "
           f"{'codec s':>8} {'LM tok/s':>9} {'audio s':>8}")
     rows = []
     for kind in cfg['codecs'].split(','):
-        codec = make_codec(kind, folder)
+        codec = make_codec(kind, folder.name)
         # (LM weights, LM decode step, codec decoder). A compiled bf16 LM is left out: on a CPU without native
         # bf16 (AVX2) it decoded at 76 tokens/s against 256 compiled in fp32.
         if kind == 'snac':
@@ -273,6 +273,7 @@ def bench_stream(cfg):
                 print_window_costs(codec, decoder)
     print(f"(load {load()}; first audio = request to first samples ready; RTF = (LM + codec) / audio duration; "
           f"LM tok/s includes the prefill and the grammar hook)")
+    folder.cleanup()
     return rows
 
 

@@ -4,12 +4,11 @@ The tiny demo: the espeak-ng corpus (python prepare.py --source=tiny --name=tiny
 
     python train.py config/train_tiny.py
 
-Takes 9.5 minutes on 2 AVX2 CPU cores in fp32 (about 2,700 tokens/s, 1.6-1.9 s per step; the 540 s time limit
-stops it near step 314-321 of 400). Measured on these values, two runs on two builds of the corpus: final
-validation loss on the target spans 6.29-6.49 (audio targets 7.81-8.10 nats per code against the uniform
-ln 4096 = 8.32; ASR transcripts 1.11-1.22 nats per byte; plain text 1.12-1.25).
-At this compute the model learns the sentence language but does not yet hear (README.md, The demo); faster
-CPUs reach the later steps of the schedule and lower losses.
+Takes 9 minutes on 2 AVX2 CPU cores in fp32 (about 4,800 tokens/s, ~0.8 s per step; the 540 s time limit is
+a guard for slower machines). Measured on these values in a fresh clone (bash demo.sh): final validation
+loss on the target spans 5.90 (audio targets 7.47 nats per code against the uniform ln 4096 = 8.32; ASR
+transcripts 0.68 nats per byte; plain text 0.71).
+At this compute the model learns the sentence language but does not yet hear (README.md, The demo).
 """
 dataset = 'tiny'
 out_dir = 'out/tiny'
