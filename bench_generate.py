@@ -2,7 +2,7 @@
 Inference speed figures: generation with the KV cache against full recompute, and streaming TTS
 (time to first audio, real-time factor) with the random-weight SNAC and the stand-in MelCodec.
 
-    python bench_generate.py                          # everything below (~5 minutes on 2 idle cores)
+    python bench_generate.py                          # everything below (~15 minutes on 2 idle cores)
     python bench_generate.py --what=tokens            # tokens/s: KV cache vs full recompute, fp32 and bf16 weights
     python bench_generate.py --what=stream            # streaming: eager fp32, then compiled SNAC + bf16 LM, MelCodec
     python bench_generate.py --what=stream --compile=False --codecs=snac
