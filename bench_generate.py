@@ -4,7 +4,7 @@ Inference speed figures: generation with the KV cache against full recompute, an
 
     python bench_generate.py                          # everything below (~15 minutes on 2 idle cores)
     python bench_generate.py --what=tokens            # tokens/s: KV cache vs full recompute, fp32 and bf16 weights
-    python bench_generate.py --what=stream            # streaming: eager fp32, then compiled SNAC + bf16 LM, MelCodec
+    python bench_generate.py --what=stream            # streaming: eager, compiled LM step, + compiled SNAC, bf16 LM
     python bench_generate.py --what=stream --compile=False --codecs=snac
     python bench_generate.py --what=gpu               # a paper estimate of time to first audio on a GPU
 
