@@ -118,6 +118,7 @@ def main(argv):
         dtype = torch.bfloat16 if dtype_name == 'bf16' else torch.float32
         if dtype not in peaks:
             peaks[dtype] = peak_flops(cfg['device'], dtype)
+        torch._dynamo.reset()  # each setting compiles its models afresh
         models = [('snacgpt', GPT), ('nanoGPT', PlainGPT)][:2 if cfg['baselines'] else 1]
         steps, firsts = [], []
         for name, make in models:

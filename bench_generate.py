@@ -252,12 +252,12 @@ def bench_stream(cfg):
         codec = make_codec(kind, folder.name)
         # (LM weights, LM decode step, codec decoder). A compiled bf16 LM is left out: on a CPU without native
         # bf16 (AVX2) it decoded at 76 tokens/s against 256 compiled in fp32.
-        if kind == 'snac':
-            settings = [('float32', 'eager', 'eager')] + ([('float32', 'compiled', 'eager'),
-                        ('float32', 'compiled', 'compiled'), ('bfloat16', 'eager', 'compiled')] if cfg['compile'] else [])
-        else:  # the stand-in decodes with numpy: nothing to compile there
-            settings = [('float32', 'eager', 'numpy')] + ([('float32', 'compiled', 'numpy'),
-                                                           ('bfloat16', 'eager', 'numpy')] if cfg['compile'] else [])
+        # The stand-in decodes with numpy: nothing to compile there, so it skips the compiled-decoder row.
+        eager, fast = ('eager', 'compiled') if kind == 'snac' else ('numpy', 'numpy')
+        settings = [('float32', 'eager', eager)]
+        if cfg['compile']:
+            settings += [('float32', 'compiled', eager)] + [('float32', 'compiled', fast)] * (kind == 'snac') + \
+                        [('bfloat16', 'eager', fast)]
         for dtype_name, lm_step, decoder in settings:
             if decoder == 'compiled':
                 compile_codec(codec)

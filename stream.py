@@ -205,9 +205,8 @@ def open_speaker(prebuffer_s):
 
 def compile_codec(codec):
     """torch.compile SNAC's decoder (each window shape compiles once, ~10 s on 2 cores). No-op for MelCodec."""
-    if codec.kind == 'snac' and not getattr(codec, 'compiled', False):
+    if codec.kind == 'snac' and not hasattr(codec.model.decoder, '_orig_mod'):  # not compiled yet
         codec.model.decoder = torch.compile(codec.model.decoder)
-        codec.compiled = True
     return codec
 
 
