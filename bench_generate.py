@@ -87,6 +87,23 @@ def cache_step_time(model, prompt, n):
     return (time.perf_counter() - t1) / (n - 1), t1 - t0
 
 
+def tts_step_time(model, tok, ctx, n):
+    """Seconds per token of TTS decoding: generate_tokens with the frame grammar, inside an audio span that fills
+    the context. The grammar names the one legal code range, and only those rows of the output layer are computed
+    (FrameGrammar.head_rows); min_frames keeps <eos> out so every run generates n tokens."""
+    from sample import FrameGrammar
+    head = tok.tts_prompt('the quick brown fox jumps over the lazy dog')
+    codes = np.random.default_rng(0).integers(0, CODEBOOK_SIZE, (ctx - n - len(head)) // FRAME_LEN * FRAME_LEN)
+    prompt = torch.tensor(np.concatenate([head, tok.audio_ids(codes)]))[None]
+    tokens = model.generate_tokens(prompt, n, temperature=1.0, seed=0,
+                                   logits_hook=FrameGrammar(tok, 'audio', min_frames=10 ** 9))
+    next(tokens)
+    t1 = time.perf_counter()
+    for _ in tokens:
+        pass
+    return (time.perf_counter() - t1) / (n - 1)
+
+
 class PlainKVGPT(torch.nn.Module):
     """A plain nanoGPT-style model (learned positions, LayerNorm, GELU MLP, tied embedding) with the simplest KV
     cache (torch.cat per step): the calibration line. DESIGN.md's figures for such a loop (365 / 322 tokens/s
@@ -146,15 +163,19 @@ def bench_tokens(cfg):
     print(f"\n== generation, batch 1, {cfg['n_layer']} layers x {cfg['n_embd']} wide, vocab {vocab}, "
           f"{torch.get_num_threads()} threads (load {load()})")
     print(f"{'weights':>9} {'context':>8} {'forward_naive':>14} {'forward':>8} {'KV cache':>9} {'vs forward':>11} "
-          f"{'compiled':>9} {'prefill ms':>11} {'plain KV loop':>14}   (tokens/s)")
+          f"{'compiled':>9} {'TTS':>6} {'TTS compiled':>13} {'prefill ms':>11} {'plain KV loop':>14}   (tokens/s)")
     rows = []
+    tok = Tokenizer()  # 12,554 ids, padded to the same 12,800 rows of output layer as the reference vocabulary
     for dtype_name in cfg['dtypes'].split(','):
         dtype = getattr(torch, dtype_name)
         model = reference_model(cfg, vocab, max(contexts) + cfg['new_tokens'], dtype)
-        compiled = None
+        tts_model = reference_model(cfg, tok.vocab_size, max(contexts) + cfg['new_tokens'], dtype)
+        compiled = tts_compiled = None
         if cfg['compile']:  # the same weights, with the one-token step compiled (model.compile_decoding)
             compiled = reference_model(cfg, vocab, max(contexts) + cfg['new_tokens'], dtype)
             compiled.compile_decoding()
+            tts_compiled = reference_model(cfg, tok.vocab_size, max(contexts) + cfg['new_tokens'], dtype)
+            tts_compiled.compile_decoding()
         plain = PlainKVGPT(cfg['n_layer'], cfg['n_head'], cfg['n_embd'], vocab, max(contexts) + cfg['new_tokens'])
         plain = plain.eval().to(dtype)
         for ctx in contexts:
@@ -167,17 +188,22 @@ def bench_tokens(cfg):
             runs = [cache_step_time(model, prompt, cfg['new_tokens']) for _ in range(cfg['runs'] + 1)][1:]
             step, prefill = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
             base = statistics.median(plain_step_time(plain, prompt, cfg['new_tokens']) for _ in range(cfg['runs']))
-            fast = float('nan')
+            tts_rate = lambda m: 1 / statistics.median([tts_step_time(m, tok, ctx, cfg['new_tokens'])
+                                                        for _ in range(cfg['runs'] + 1)][1:])
+            tts = tts_rate(tts_model)
+            fast = tts_fast = float('nan')
             if compiled is not None:  # the first run compiles: one compile serves every context (dynamic shapes)
                 fast = 1 / statistics.median([cache_step_time(compiled, prompt, cfg['new_tokens'])[0]
                                               for _ in range(cfg['runs'] + 1)][1:])
+                tts_fast = tts_rate(tts_compiled)
             rows.append(dict(dtype=dtype_name, context=ctx, naive=1 / naive, recompute=1 / last, cache=1 / step,
-                             compiled=fast, prefill_ms=prefill * 1e3, plain=1 / base))
+                             compiled=fast, tts=tts, tts_compiled=tts_fast, prefill_ms=prefill * 1e3, plain=1 / base))
             print(f"{dtype_name:>9} {ctx:>8} {1 / naive:>14.1f} {1 / last:>8.1f} {1 / step:>9.1f} {last / step:>10.1f}x "
-                  f"{fast:>9.1f} {prefill * 1e3:>11.1f} {1 / base:>14.1f}")
+                  f"{fast:>9.1f} {tts:>6.1f} {tts_fast:>13.1f} {prefill * 1e3:>11.1f} {1 / base:>14.1f}")
     print(f"(load {load()}; the sequence grows to `context` tokens while timing; forward_naive / forward: no cache, "
           f"the whole sequence every step, logits at every / the last position; compiled: the KV cache with "
-          f"model.compile_decoding(); plain KV loop: PlainKVGPT, the same sizes, for calibration)")
+          f"model.compile_decoding(); TTS: the KV cache with the frame grammar, which computes only the legal code "
+          f"range of the output layer (FrameGrammar.head_rows); plain KV loop: PlainKVGPT, the same sizes, for calibration)")
     return rows
 
 

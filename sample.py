@@ -58,6 +58,8 @@ class FrameGrammar:
         self.tok, self.want = tok, want
         self.min_frames, self.max_frames = int(min_frames), max_frames
         self.table = self.build_table(tok, want).to(device)  # (N_STATES, V)
+        allowed = [torch.isfinite(row).nonzero()[:, 0] for row in self.table.cpu()]
+        self.bounds = [(int(a[0]), int(a[-1]) + 1) for a in allowed]  # per state: first and last legal id + 1
         self.seen = 0  # tokens of seq already folded into the state
         self.rows = None  # per row: [in_audio, position, frames, done]
 
@@ -113,13 +115,24 @@ class FrameGrammar:
             return MUST_END
         return MAY_END if frames >= self.min_frames else 0
 
-    def __call__(self, logits, seq):
+    def fold(self, seq):
+        """Bring every row's state up to date with the tokens of seq (B, t) not seen yet."""
         if self.rows is None:
             self.rows = [[False, 0, 0, False] for _ in range(seq.size(0))]
         for row, new in zip(self.rows, seq[:, self.seen:].tolist()):
             for i in new:
                 self.step(row, i)
         self.seen = seq.size(1)
+
+    def head_rows(self, seq):
+        """(lo, hi): every id that can be legal after seq lies in lo..hi-1, so the model need not compute the others
+        (model.generate_tokens asks before each step). Inside an audio span that is one code range."""
+        self.fold(seq)
+        bounds = [self.bounds[self.state(row)] for row in self.rows]
+        return min(lo for lo, _ in bounds), max(hi for _, hi in bounds)
+
+    def __call__(self, logits, seq):
+        self.fold(seq)
         states = [self.state(row) for row in self.rows]
         if len(states) == 1:
             return logits + self.table[states[0]]  # (1, V) + (V,): no gather for a single sequence

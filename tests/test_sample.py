@@ -30,8 +30,11 @@ def run_grammar(tok, prompts, want, steps, seed, min_frames=1, max_frames=None, 
     hook = FrameGrammar(tok, want, min_frames, max_frames)
     done = torch.zeros(len(prompts), dtype=torch.bool)
     for _ in range(steps):
+        lo, hi = hook.head_rows(seq)  # what generate_tokens asks before a step: only these rows are computed
         logits = hook(torch.randn(len(prompts), tok.vocab_size, generator=g) * scale + bias, seq)
         assert torch.isfinite(logits).any(dim=-1).all(), "the mask left a row with nothing legal"
+        legal = torch.isfinite(logits).nonzero()[:, 1]
+        assert lo <= legal.min() and legal.max() < hi, "a legal id outside the rows the model computes"
         nxt = torch.multinomial(logits.softmax(-1), 1, generator=g)[:, 0]
         nxt = torch.where(done, torch.full_like(nxt, tok.eos), nxt)
         done |= nxt == tok.eos
@@ -112,6 +115,23 @@ def test_untrained_tts_decodes_to_expected_length(loaded):
         T = len(flat) // FRAME_LEN
         assert len(flat) == T * FRAME_LEN and 1 <= T <= rec['frames'] <= round(0.5 / (FRAME_SAMPLES / SAMPLE_RATE))
         assert len(decode_codes(codec, flat)) == T * FRAME_SAMPLES
+
+
+def test_computing_only_the_legal_rows_changes_no_token(loaded):
+    """generate_tokens computes only the output rows FrameGrammar.head_rows names: greedy TTS and ASR give the
+    same tokens as with the whole output layer."""
+    model, tok, _, _ = loaded
+
+    class WholeOutputLayer(FrameGrammar):
+        head_rows = None
+
+    prompts = [torch.tensor([tok.tts_prompt('hello there').tolist()]),
+               torch.tensor([tok.asr_prompt(np.arange(4 * FRAME_LEN) % 50).tolist()])]
+    for prompt, want in zip(prompts, ('audio', 'text')):
+        runs = [torch.stack(list(model.generate_tokens(prompt, 30, temperature=0.0, logits_hook=grammar(tok, want),
+                                                       stop_token=tok.eos)))
+                for grammar in (FrameGrammar, WholeOutputLayer)]
+        assert runs[0].tolist() == runs[1].tolist()
 
 
 def test_batched_left_padding_matches_one_by_one(loaded):
