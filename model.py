@@ -5,7 +5,7 @@ Notable choices:
 - one embedding table over text ids, special ids and audio codes; the table is padded to a multiple of 64
   rows for fast matmuls, and the padded ids are never sampled
 - pre-norm blocks with a parameter-free LayerNorm (no scale or bias, as OLMo: Groeneveld et al. 2024), rotary
-  position embeddings (optionally also learned absolute ones), causal attention through
+  position embeddings, causal attention through
   scaled_dot_product_attention, a GELU MLP, no biases, optional weight tying (on by default)
 - forward(idx, targets) returns (logits, loss); targets equal to IGNORE_INDEX (-1) carry no loss, which
   is how training puts the loss on the target span only (TTS: the audio, ASR: the transcript)
@@ -36,7 +36,6 @@ class GPTConfig:
     rope_theta: float = 10000.0
     tie_weights: bool = True     # share the embedding with the output layer
     dropout: float = 0.0
-    abs_pos: bool = False        # also learned absolute position embeddings (see GPT.embed)
 
     @property
     def padded_vocab_size(self):
@@ -139,8 +138,6 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)
-        if config.abs_pos:
-            self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
@@ -162,11 +159,11 @@ class GPT(nn.Module):
 
     # --- sizes and costs
     def num_params(self, non_embedding=True):
-        """Parameter count. Non-embedding (the scaling-law convention used here) leaves out the token (and
-        position) embedding and the output layer: with a joint vocabulary of ~12k+ ids they dominate small models."""
+        """Parameter count. Non-embedding (the scaling-law convention used here) leaves out the token
+        embedding and the output layer: with a joint vocabulary of ~12k+ ids they dominate small models."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            n -= self.wte.weight.numel() + (self.wpe.weight.numel() if self.config.abs_pos else 0)
+            n -= self.wte.weight.numel()
             if not self.config.tie_weights:
                 n -= self.lm_head.weight.numel()
         return n
@@ -185,15 +182,6 @@ class GPT(nn.Module):
         """Model FLOPs utilisation: achieved training FLOP/s over the device's peak."""
         return self.flops_per_token(seq_len, logit_fraction) * tokens_per_second / peak_flops
 
-    # --- input embedding
-    def embed(self, idx, pos0=0):
-        """Token ids (B, T) -> (B, T, C). With abs_pos, plus a learned embedding of each token's position (pos0 on): RoPE sees only distances, and a transcript's word k lies at a fixed distance from the
-        start of the audio, not from the word being written (README.md, The demo)."""
-        x = self.wte(idx)
-        if self.config.abs_pos:
-            x = x + self.wpe(torch.arange(pos0, pos0 + idx.size(1), device=idx.device))
-        return x
-
     # --- training / full-sequence forward
     def forward(self, idx, targets=None, start=None, mask=None, all_logits=True, head_rows=None):
         """idx (B, T) -> (logits, loss). With targets: logits for every position and the mean loss over
@@ -208,7 +196,7 @@ class GPT(nn.Module):
         pos0 = 0 if start is None else start
         assert pos0 + T <= self.config.block_size, f"sequence of {pos0 + T} tokens exceeds block_size {self.config.block_size}"
         cos, sin = self.cos[pos0:pos0 + T], self.sin[pos0:pos0 + T]
-        x = self.drop(self.embed(idx, pos0))  # (B, T, C)
+        x = self.drop(self.wte(idx))  # (B, T, C)
         for block in self.blocks:
             x = block(x, cos, sin, start, mask)
         x = norm(x)
@@ -226,7 +214,7 @@ class GPT(nn.Module):
 
     def forward_naive(self, idx):
         """All-position logits (B, T, V) without any cache: the reference for tests."""
-        x = self.embed(idx)
+        x = self.wte(idx)
         cos, sin = self.cos[:idx.size(1)], self.sin[:idx.size(1)]
         for block in self.blocks:
             x = block(x, cos, sin)
@@ -287,7 +275,7 @@ class GPT(nn.Module):
         """Yield (B,) new tokens one step at a time (a generator, so streaming needs no threads).
         logits_hook(logits (B, V), seq (B, t)) -> logits lets the caller mask what may come next. A hook with a
         head_rows(seq) -> (lo, hi) method also says which ids can be legal next: the output layer then computes only
-        those rows, and the others read -inf (a TTS step ran ~1.3x faster, bench_generate.py).
+        those rows, and the others read -inf (bench_generate.py's TTS columns).
         Rows that emitted stop_token keep emitting it; the generator ends when all rows have."""
         B, T = idx.size()
         assert T + max_new_tokens <= self.config.block_size, \

@@ -43,7 +43,6 @@ DEFAULTS = dict(
     block_size=512,             # window length; windows start at example boundaries
     tie_weights=True,
     dropout=0.0,
-    abs_pos=False,              # learned absolute position embeddings on top of RoPE (model.py GPT.embed)
     # optimization
     batch_size=8,               # windows per micro-step per process
     grad_accum=1,               # micro-steps per optimizer step, summed over all processes
@@ -293,8 +292,7 @@ def train(cfg):
 
     # model and optimizer
     model_args = dict(vocab_size=tok.vocab_size, block_size=cfg['block_size'], n_layer=cfg['n_layer'],
-                      n_head=cfg['n_head'], n_embd=cfg['n_embd'], tie_weights=cfg['tie_weights'], dropout=cfg['dropout'],
-                      abs_pos=cfg['abs_pos'])
+                      n_head=cfg['n_head'], n_embd=cfg['n_embd'], tie_weights=cfg['tie_weights'], dropout=cfg['dropout'])
     torch.manual_seed(cfg['seed'])
     model = GPT(GPTConfig(**model_args)).to(device)
     optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'], (cfg['beta1'], cfg['beta2']), device_type)

@@ -16,7 +16,6 @@ n_layer = 4
 n_head = 4
 n_embd = 128             # a 2.4 M-parameter model: at this compute a smaller model learns more per second than a wider one
 block_size = 512
-abs_pos = True           # learned absolute positions too: ASR-only runs listened more with them (README.md, The demo)
 batch_size = 8
 grad_accum = 1
 max_iters = 520          # ~0.85 s per step on 2 AVX2 cores in fp32, evals included ~1 s: ends near the time limit
