@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tiny end-to-end demo, on a 2-core CPU in about 12.5 minutes plus 1.5 of install, no GPU, no root:
+# The tiny end-to-end demo, on a 2-core CPU in about 12.5 minutes plus 1 of install, no GPU, no root:
 # install, synthesize and tokenize the tiny espeak-ng corpus, train config/train_tiny.py, speak and transcribe
 # a held-out sentence, evaluate, and print a summary. Pretrained SNAC is used when the Hugging Face hub is
 # reachable; otherwise the offline stand-in codec (a log-mel residual VQ in SNAC's token layout), and every
