@@ -15,6 +15,8 @@ Measures (README.md explains each):
           duration ratio generated / reference; Whisper WER of the decoded audio when a local Whisper model exists
   text    loss and bits per byte of the held-out transcripts as plain text (and of --baseline beside it)
   chance  CER / WER of a random and of the nearest training transcript against each held-out one
+  probe   can a linear read-out of the codes name an utterance's first word? (what the codes carry, whatever the
+          model makes of them; stand-in codec only)
 Writes eval.json beside the checkpoint (or --out) with every number, and eval_samples/ with a few decoded
 wavs and their texts. Generated codes are never compared with reference codes position by position:
 espeak-ng is not bit-repeatable, and one shifted frame would misalign everything after it.
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 from configurator import apply_overrides
 from model import IGNORE_INDEX
 from prepare import load_split
-from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SECONDS, N_LEVELS, POSITION_LEVEL, SAMPLE_RATE, TASKS
+from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SECONDS, HOP, N_LEVELS, POSITION_LEVEL, SAMPLE_RATE, TASKS, unflatten
 
 config = dict(
     ckpt='out/tiny/ckpt.pt',  # the checkpoint to evaluate
@@ -51,12 +53,14 @@ config = dict(
     tts_temperature=1.0,      # TTS sampling (ASR is greedy)
     tts_top_k=None,
     chance_n=5000,            # training transcripts compared for the chance lines (a seeded sample; tiny: all 4,000)
+    probe=True,               # the first-word probe on the codes (stand-in codec only; a few seconds)
+    probe_n=2000,             # training utterances it is fitted on (a seeded sample)
     batch_size=16,            # sequences per forward pass (losses) and per generated batch
     device='auto',            # auto | cpu | cuda | mps
     seed=0,                   # picks the utterances and the TTS sampling: the same for every checkpoint
 )
 UNIFORM_AUDIO = math.log(CODEBOOK_SIZE)  # nats per code of a model that is uniform over the legal codes
-STREAMS = ('losses', 'generation', 'chance')
+STREAMS = ('losses', 'generation', 'chance', 'probe')
 WHISPER_RATE = 16000  # Whisper listens at 16 kHz
 NORMALISATION = 'NFKC, lowercase, every character that is not a letter, digit or space removed, whitespace collapsed'
 
@@ -156,6 +160,37 @@ def chance_lines(refs, train_texts, seed=0):
 
 # -----------------------------------------------------------------------------
 # the held-out utterances and the training transcripts
+
+def first_word_probe(codec, train, heldout, frames=12, ridge=100.0, min_count=10):
+    """Can a linear read-out of the codes name an utterance's first word? A ridge classifier on the log-mel that the
+    first `frames` hop frames of codes decode to (the stand-in's dequantize; 12 frames = 0.26 s), fitted on training
+    utterances, scored on the held-out ones whose first word training has at least min_count times. train, heldout:
+    lists of (text, flat codes). -> dict(accuracy, chance (the commonest word's share), n, words, seconds) or None."""
+    first = lambda text: (normalise(text).split() or [''])[0]
+    counts = {}
+    for text, _ in train:
+        counts[first(text)] = counts.get(first(text), 0) + 1
+    classes = {w: i for i, w in enumerate(sorted(w for w, c in counts.items() if w and c >= min_count))}
+
+    def features(items):
+        X, y = [], []
+        for text, flat in items:
+            mel = codec.dequantize(unflatten(flat))  # (4T, n_mels)
+            if len(mel) >= frames and first(text) in classes:
+                X.append(mel[:frames].reshape(-1))
+                y.append(classes[first(text)])
+        return np.array(X, dtype=np.float64), np.array(y, dtype=np.int64)
+
+    (x_train, y_train), (x_test, y_test) = features(train), features(heldout)
+    if len(classes) < 2 or not len(x_train) or not len(x_test):
+        return None
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    w = np.linalg.solve(x_train.T @ x_train + ridge * np.eye(x_train.shape[1]), x_train.T @ np.eye(len(classes))[y_train])
+    return dict(accuracy=float(np.mean((x_test @ w).argmax(1) == y_test)), n=len(y_test), words=len(classes),
+                chance=float(np.bincount(y_train, minlength=len(classes)).max() / len(y_train)),
+                seconds=frames * HOP / SAMPLE_RATE)
+
 
 def read_utterances(data_dir):
     """utterances.jsonl records, or None when the dataset has no such file."""
@@ -469,6 +504,19 @@ def audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes):
     return whisper, samples
 
 
+def probe_measure(ckpt, cfg, tok, utts, tokens, idx, records, rng, device, notes):
+    """first_word_probe on a seeded sample of training utterances and on every held-out one, or None (noted)."""
+    codec, why = rebuild_codec(ckpt, device)
+    if codec is None or not hasattr(codec, 'dequantize'):
+        notes.append(f"first-word probe skipped: {why or 'it reads log-mel frames, which only the stand-in codec has'}")
+        return None
+    train_tokens, train_idx, _ = load_split(cfg['data'], 'train')
+    train = split_utterances(train_tokens, train_idx, 'train', tok, records)
+    train = [train[k] for k in np.sort(rng.permutation(len(train))[:cfg['probe_n']])]
+    pairs = lambda us, t, i: [(u['text'], utterance_codes(tok, t, i, u)) for u in us if u['audio_example'] is not None]
+    return first_word_probe(codec, pairs(train, train_tokens, train_idx), pairs(utts, tokens, idx))
+
+
 def evaluate_checkpoint(cfg):
     """Every measure on one checkpoint and dataset split -> the report dict (main() writes it as JSON)."""
     from sample import load_checkpoint, pick_device
@@ -519,6 +567,8 @@ def evaluate_checkpoint(cfg):
                      f"tokens and were left out of ASR and TTS")
     compared = [train_texts[k] for k in np.sort(rng('chance').permutation(len(train_texts))[:cfg['chance_n']])]
     report['chance'] = chance_lines([u['text'] for u in chosen], compared, cfg['seed'])
+    if cfg['probe']:
+        report['probe'] = probe_measure(ckpt, cfg, tok, utts, tokens, idx, records, rng('probe'), device, notes)
     if chosen:
         report['asr'], tts_report, codes, round_trip = generation_measures(model, tok, chosen, room, cfg, notes)
         report['tts'].update(tts_report)
@@ -558,6 +608,11 @@ def table(report):
         for g in ('seen speakers', 'held-out speakers'):
             if g in asr:
                 rows.append((f"  CER, {g} ({asr[g]['n']})", fmt(asr[g]['cer']), ''))
+    p = report.get('probe')
+    if p:
+        rows.append((f"  linear probe on the codes: first word from {p['seconds']:.2f} s ({p['n']} utt.)",
+                     fmt(p['accuracy'], 2), f"{fmt(p['chance'], 2)} commonest of {p['words']} words; "
+                     f"what the codes carry, not what the model heard"))
     a = tts['audio_loss']
     if a['n_codes']:
         rows += [(f"TTS audio loss, nats per code ({a['n_codes']:,} codes)", fmt(a['loss']),

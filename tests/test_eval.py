@@ -16,7 +16,7 @@ from configurator import apply_overrides  # noqa: E402
 from fixtures import write_synthetic_dataset  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from prepare import load_split, write_tokens  # noqa: E402
-from tokenizer import FRAME_SAMPLES, SAMPLE_RATE, TASKS, Tokenizer  # noqa: E402
+from tokenizer import FRAME_SAMPLES, SAMPLE_RATE, TASKS, Tokenizer, flatten  # noqa: E402
 
 # every evaluation here is minuscule: a few utterances, short generations, one thread
 FAST = ['--device=cpu', '--n=3', '--samples=1', '--max_length_ratio=0.5', '--batch_size=4', '--whisper=']
@@ -155,6 +155,7 @@ def test_report_is_complete_and_writes_wavs(trained, tmp_path):
         assert groups and sum(scores[g]['n'] for g in groups) == 3
     assert report['asr']['all']['n'] == 3 and report['asr']['all']['cer'] >= 0
     assert report['chance']['n_train'] == 30 and 0 <= report['chance']['nearest']['cer'] <= report['chance']['random']['cer']
+    assert report['probe'] is None or 0 <= report['probe']['accuracy'] <= 1  # synthetic texts: few repeated first words
     audio = report['tts']['audio_loss']
     assert audio['n_codes'] > 0 and len(audio['by_level']) == 3 and audio['uniform'] == pytest.approx(np.log(4096))
     assert audio['grammar'] <= audio['loss']  # renormalising over the legal codes can only lower the loss
@@ -213,3 +214,24 @@ def test_text_only_config_differs_from_the_tiny_demo_only_in_its_data():
     joint = apply_overrides(train.DEFAULTS, [tiny])
     text = apply_overrides(train.DEFAULTS, [tiny, os.path.join(ROOT, 'config', 'train_tiny_textonly.py')])
     assert {k for k in joint if joint[k] != text[k]} == {'dataset', 'out_dir'}
+
+
+def test_first_word_probe_reads_only_words_the_codes_carry():
+    """A linear read-out names the first word when the first frames' codes depend on it, and does no better than
+    guessing when they do not."""
+    rng = np.random.default_rng(0)
+    codec = codec_lib.MelCodec([rng.standard_normal((16, 80)).astype(np.float32) for _ in range(3)])
+    vocabulary = ['alpha', 'beta', 'gamma']
+
+    def utterance(word, informative):
+        levels = [rng.integers(0, 16, 4 * rate) for rate in (1, 2, 4)]  # 4 coarse frames = 16 hop frames
+        if informative:
+            levels[0][:] = vocabulary.index(word)
+        return f"{word} went home", flatten(levels)
+
+    for informative, lo, hi in ((True, 1.0, 1.0), (False, 0.0, 0.7)):
+        train = [utterance(vocabulary[k % 3], informative) for k in range(60)]
+        heldout = [utterance(vocabulary[k % 3], informative) for k in range(30)]
+        probe = evaluation.first_word_probe(codec, train, heldout)
+        assert probe['words'] == 3 and probe['n'] == 30 and probe['chance'] == pytest.approx(1 / 3)
+        assert lo <= probe['accuracy'] <= hi
