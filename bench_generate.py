@@ -192,7 +192,7 @@ def bench_tokens(cfg):
                                                         for _ in range(cfg['runs'] + 1)][1:])
             tts = tts_rate(tts_model)
             fast = tts_fast = float('nan')
-            if compiled is not None:  # the first run compiles: one compile serves every context (dynamic shapes)
+            if compiled is not None:  # a context's first run may recompile (a new cache size): it is not timed
                 fast = 1 / statistics.median([cache_step_time(compiled, prompt, cfg['new_tokens'])[0]
                                               for _ in range(cfg['runs'] + 1)][1:])
                 tts_fast = tts_rate(tts_compiled)

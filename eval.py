@@ -506,9 +506,13 @@ def audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes):
 
 def probe_measure(ckpt, cfg, tok, utts, tokens, idx, records, rng, device, notes):
     """first_word_probe on a seeded sample of training utterances and on every held-out one, or None (noted)."""
+    if (ckpt.get('codec') or {}).get('kind') != 'mel':  # checked first: rebuilding SNAC may mean a download
+        notes.append("first-word probe skipped: it reads the stand-in codec's log-mel frames, and this checkpoint "
+                     "does not use the stand-in")
+        return None
     codec, why = rebuild_codec(ckpt, device)
-    if codec is None or not hasattr(codec, 'dequantize'):
-        notes.append(f"first-word probe skipped: {why or 'it reads log-mel frames, which only the stand-in codec has'}")
+    if codec is None:
+        notes.append(f"first-word probe skipped: {why}")
         return None
     train_tokens, train_idx, _ = load_split(cfg['data'], 'train')
     train = split_utterances(train_tokens, train_idx, 'train', tok, records)
