@@ -75,11 +75,11 @@ def recompute_step_time(model, prompt, n, all_positions=True):
     return (time.perf_counter() - t0) / n
 
 
-def cache_step_time(model, prompt, n):
+def cache_step_time(model, prompt, n, logits_hook=None):
     """Seconds per token of model.generate_tokens after its prefill (the first token comes with the prefill),
     and the prefill time."""
     t0 = time.perf_counter()
-    tokens = model.generate_tokens(prompt, n, temperature=1.0, seed=0)
+    tokens = model.generate_tokens(prompt, n, temperature=1.0, seed=0, logits_hook=logits_hook)
     next(tokens)
     t1 = time.perf_counter()
     for _ in tokens:
@@ -95,13 +95,7 @@ def tts_step_time(model, tok, ctx, n):
     head = tok.tts_prompt('the quick brown fox jumps over the lazy dog')
     codes = np.random.default_rng(0).integers(0, CODEBOOK_SIZE, (ctx - n - len(head)) // FRAME_LEN * FRAME_LEN)
     prompt = torch.tensor(np.concatenate([head, tok.audio_ids(codes)]))[None]
-    tokens = model.generate_tokens(prompt, n, temperature=1.0, seed=0,
-                                   logits_hook=FrameGrammar(tok, 'audio', min_frames=10 ** 9))
-    next(tokens)
-    t1 = time.perf_counter()
-    for _ in tokens:
-        pass
-    return (time.perf_counter() - t1) / (n - 1)
+    return cache_step_time(model, prompt, n, FrameGrammar(tok, 'audio', min_frames=10 ** 9))[0]
 
 
 class PlainKVGPT(torch.nn.Module):

@@ -28,6 +28,7 @@ import sys
 import time
 import unicodedata
 import warnings
+from collections import Counter
 
 import numpy as np
 import torch
@@ -167,9 +168,7 @@ def first_word_probe(codec, train, heldout, frames=12, ridge=100.0, min_count=10
     utterances, scored on the held-out ones whose first word training has at least min_count times. train, heldout:
     lists of (text, flat codes). -> dict(accuracy, chance (the commonest word's share), n, words, seconds) or None."""
     first = lambda text: (normalise(text).split() or [''])[0]
-    counts = {}
-    for text, _ in train:
-        counts[first(text)] = counts.get(first(text), 0) + 1
+    counts = Counter(first(text) for text, _ in train)
     classes = {w: i for i, w in enumerate(sorted(w for w, c in counts.items() if w and c >= min_count))}
 
     def features(items):
