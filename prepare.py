@@ -68,6 +68,8 @@ config = dict(
     codec='auto',             # tiny, folder: auto | mel | mel:<file.npz> | snac | snac:<hub id or folder>
     n_train=4000, n_val=400,  # tiny: utterances; val is half training speakers, half held-out speakers
     voices='',                # tiny: comma-separated espeak-ng voices (default: all of tinyspeech.ACCENTS)
+    genders='', rates='', pitches='',  # tiny: comma-separated names from tinyspeech.GENDERS, RATES, PITCHES
+                              # (default: tinyspeech.DEFAULT_SPEAKERS, male at a steady rate and mid pitch)
     repo='blanchon/snac_llm_parler_tts', pattern='data/part_*.csv',  # mls: hub dataset repo and shard pattern
     shards=0, hours=0.0,      # mls: how many shards (0: all of --files, 1 from the hub), or (hours > 0) as many
                               # as that many hours of audio need
@@ -691,16 +693,16 @@ def encode_utterances(utts, wavs, codec, tok, opts, skips):
 
 def prepare_tiny(opts, out_dir, tok):
     import tinyspeech
-    voices = [v for v in opts['voices'].split(',') if v] or None
-    utts = tinyspeech.make_corpus(opts['n_train'], opts['n_val'], opts['seed'], voices)
+    who = tinyspeech.speaker_choice(opts)
+    utts = tinyspeech.make_corpus(opts['n_train'], opts['n_val'], opts['seed'], **who)
     skips = Skips()
     print(f"synthesizing {len(utts)} utterances with {tinyspeech.backend().name}")
     wavs = tinyspeech.synthesize_corpus(utts)
     codec, spec, codec_file = open_codec(opts['codec'], lambda: training_audio(utts, wavs), out_dir, opts['seed'])
     parts = encode_utterances(utts, wavs, codec, tok, opts, skips)
     info = dict(synthesizer=tinyspeech.backend().name, codec_spec=spec,
-                speakers=len(tinyspeech.speakers(opts['seed'], voices)),
-                heldout_speakers=sum(s['heldout'] for s in tinyspeech.speakers(opts['seed'], voices)))
+                speakers=len(tinyspeech.speakers(opts['seed'], **who)),
+                heldout_speakers=sum(s['heldout'] for s in tinyspeech.speakers(opts['seed'], **who)))
     return parts, skips, codec.describe(), codec_file, info
 
 

@@ -4,7 +4,7 @@ Everything (model, vocabulary, codec) comes from the checkpoint.
 
     python sample.py --ckpt=out/tiny/ckpt.pt --mode=tts --text="hello there" --out=out/samples
     python sample.py --ckpt=out/tiny/ckpt.pt --mode=tts --text="hello there" --text="good morning" \\
-        --desc="a slow, low-pitched male voice" --temperature=0.8 --top_k=200 --max_seconds=6
+        --desc="a steady, mid-pitched male voice with a Scottish accent" --temperature=0.8 --top_k=200 --max_seconds=6
     python sample.py --ckpt=out/tiny/ckpt.pt --mode=tts --file=prompts.txt     # one prompt per line ("desc<TAB>text" also works)
     python sample.py --ckpt=out/tiny/ckpt.pt --mode=asr --wav=speech.wav      # greedy transcript
     python sample.py --ckpt=out/tiny/ckpt.pt --mode=text --text="the cat" --max_new_tokens=100

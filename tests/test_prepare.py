@@ -125,7 +125,7 @@ def test_split_is_a_stable_hash():
 def stand_in(tmp_path_factory):
     import codec as codec_lib
     import tinyspeech
-    utts = tinyspeech.make_corpus(6, 0, voices=['en-us'])
+    utts = tinyspeech.make_corpus(6, 0, voices=['en-us', 'en'])
     wavs = tinyspeech.synthesize_corpus(utts, progress=False)
     codec = codec_lib.MelCodec.fit(wavs, n_codes=CODEBOOK_SIZE, seed=0)
     path = str(tmp_path_factory.mktemp('codec') / 'codec.npz')
@@ -251,7 +251,7 @@ def test_mls_without_the_hub_says_what_to_do(tmp_path, monkeypatch):
 # sources with audio
 
 def test_tiny_corpus_end_to_end(tmp_path):
-    o = opts(source='tiny', n_train=16, n_val=4, voices='en-us', codec='mel', out_dir=str(tmp_path), name='t')
+    o = opts(source='tiny', n_train=16, n_val=4, voices='en-us,en', codec='mel', out_dir=str(tmp_path), name='t')
     meta = prepare.prepare(o)
     data_dir = str(tmp_path / 't')
     assert meta['codec']['stand_in'] and meta['codec']['kind'] == 'mel' and meta['codec_file'] == 'codec.npz'

@@ -54,7 +54,8 @@ def test_heldout_sentences_are_new_combinations_of_known_words():
 
 
 def test_speakers_and_corpus_splits():
-    spk = tinyspeech.speakers()
+    assert len(tinyspeech.speakers()) == len(tinyspeech.ACCENTS)  # the default: one voice per accent
+    spk = tinyspeech.speakers(genders=['male', 'female'], rates=list(tinyspeech.RATES), pitches=list(tinyspeech.PITCHES))
     assert len({s['id'] for s in spk}) == len(spk) == len(tinyspeech.ACCENTS) * 2 * 3 * 3
     held = [s for s in spk if s['heldout']]
     assert 0 < len(held) < len(spk) // 5
@@ -68,6 +69,12 @@ def test_speakers_and_corpus_splits():
     assert not {u['text'] for u in train} & {u['text'] for u in val}
     with pytest.raises(ValueError, match='unknown voice'):
         tinyspeech.speakers(voices=['klingon'])
+    with pytest.raises(ValueError, match='unknown rate'):
+        tinyspeech.speakers(rates=['presto'])
+    with pytest.raises(ValueError, match='at least 2 speakers'):
+        tinyspeech.speakers(voices=['en-us'])
+    assert tinyspeech.speaker_choice(dict(voices='en-us,en', rates='')) == dict(voices=['en-us', 'en'], genders=None,
+                                                                               rates=None, pitches=None)
 
 
 def test_synthesize_gives_float_audio_at_the_codec_rate():
