@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tiny end-to-end demo, on a 2-core CPU in about 12.5 minutes plus 1 of install, no GPU, no root:
+# The tiny end-to-end demo, on a 2-core CPU in about 12 minutes plus 1 of install, no GPU, no root:
 # install, synthesize and tokenize the tiny espeak-ng corpus, train config/train_tiny.py, speak and transcribe
 # a held-out sentence, evaluate, and print a summary. Pretrained SNAC is used when the Hugging Face hub is
 # reachable; otherwise the offline stand-in codec (a log-mel residual VQ in SNAC's token layout), and every
@@ -34,7 +34,7 @@ json.dump({'tts_text': tts_u['text'], 'tts_desc': tts_u['desc'], 'asr_text': asr
 PY
 tts_text=$(python3 -c "import json; print(json.load(open('$demo/prompts.json'))['tts_text'])")
 tts_desc=$(python3 -c "import json; print(json.load(open('$demo/prompts.json'))['tts_desc'])")
-python3 sample.py --ckpt=out/tiny/ckpt.pt --mode=tts --text="$tts_text" --desc="$tts_desc" --temperature=0.8 --top_k=100 --seed=1 --out="$demo"
+python3 sample.py --ckpt=out/tiny/ckpt.pt --mode=tts --text="$tts_text" --desc="$tts_desc" --temperature=0.8 --top_k=100 --seed=1 --min_frames=12 --out="$demo"  # >= 1 s: a tiny model may stop early
 python3 sample.py --ckpt=out/tiny/ckpt.pt --mode=asr --wav="$demo/heldout_speaker.wav" --out="$demo"
 
 echo "== 4/5 evaluate on held-out sentences and speakers"
