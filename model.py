@@ -99,10 +99,11 @@ class CausalSelfAttention(nn.Module):
             k, v = self.cache.update(start, k, v)
             q = q.to(k.dtype)  # the cache may be float32 under bf16 weights (see setup_cache)
         dropout = self.dropout if self.training else 0.0
-        if T == 1 and mask is None and start is not None:
-            # one new token over the cache: two batched matrix-vector products beat the CPU flash kernel, which is
-            # blocked for many queries (85 vs 128 us per layer at 1024 cached positions, bench_generate.py)
-            y = torch.softmax(q @ k.transpose(-2, -1) * self.head_dim ** -0.5, dim=-1) @ v
+        if T == 1 and mask is None and start is not None and torch.compiler.is_compiling():
+            # one new token over the cache, compiled (compile_decoding): written out as two batched matrix-vector
+            # products and a softmax, which inductor fuses; the CPU flash kernel is blocked for many queries. It took
+            # the compiled step at 1024 positions from ~235 to 250-279 tokens/s; eager, one SDPA call stays cheaper.
+            y = torch.softmax((q @ k.transpose(-2, -1)).float() * self.head_dim ** -0.5, dim=-1).to(v.dtype) @ v
         elif mask is not None:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         else:  # a single new token attends to all the cache; a fresh sequence is causal
