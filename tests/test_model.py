@@ -1,6 +1,6 @@
 import torch
 
-from model import GPT, GPTConfig, IGNORE_INDEX, sample_logits
+from model import GPT, GPTConfig, IGNORE_INDEX, apply_rotary, rotary_tables, sample_logits
 
 
 def tiny(vocab=300, block=64, **kw):
@@ -125,3 +125,13 @@ def test_compiled_decoding_matches_eager():
     model.compile_decoding()
     for p, e in zip(prompts, eager):
         assert torch.equal(model.generate(p, 12, temperature=0), e)
+
+
+def test_rotary_turns_each_pair_of_halves_by_its_position_angle():
+    """Pair (i, i + hd/2) of a head at position t turns by t * theta^(-2i/hd), as a complex number would."""
+    hd, T, theta = 8, 5, 10000.0
+    x = torch.randn(2, T, 3, hd)
+    cos, sin = rotary_tables(hd, T, theta)
+    angle = torch.arange(T)[:, None] * theta ** (-torch.arange(0, hd, 2) / hd)  # (T, hd/2)
+    z = torch.complex(x[..., :hd // 2], x[..., hd // 2:]) * torch.polar(torch.ones_like(angle), angle)[:, None, :]
+    assert torch.allclose(apply_rotary(x, cos, sin), torch.cat([z.real, z.imag], -1), atol=1e-5)
