@@ -6,8 +6,8 @@ The tiny demo: the espeak-ng corpus (python prepare.py --source=tiny --name=tiny
 
 Takes 8.5 minutes on 2 AVX2 CPU cores in fp32 (about 6,200 tokens/s, ~0.44 s per step; the 600 s time limit
 is a guard for slower machines). Measured on these values in a fresh clone (bash demo.sh): final validation
-loss on the target spans 6.09 (audio targets 7.91 nats per code against the uniform ln 4096 = 8.32; ASR
-transcripts 0.30 nats per byte; plain text 0.40); held-out ASR CER 0.47 against the 0.75 chance line.
+loss on the target spans 6.06 (audio targets 7.88 nats per code against the uniform ln 4096 = 8.32; ASR
+transcripts 0.30 nats per byte; plain text 0.41); held-out ASR CER 0.47 against the 0.75 chance line.
 """
 dataset = 'tiny'
 out_dir = 'out/tiny'
