@@ -700,9 +700,9 @@ def prepare_tiny(opts, out_dir, tok):
     wavs = tinyspeech.synthesize_corpus(utts)
     codec, spec, codec_file = open_codec(opts['codec'], lambda: training_audio(utts, wavs), out_dir, opts['seed'])
     parts = encode_utterances(utts, wavs, codec, tok, opts, skips)
+    spk = tinyspeech.speakers(opts['seed'], **who)
     info = dict(synthesizer=tinyspeech.backend().name, codec_spec=spec,
-                speakers=len(tinyspeech.speakers(opts['seed'], **who)),
-                heldout_speakers=sum(s['heldout'] for s in tinyspeech.speakers(opts['seed'], **who)))
+                speakers=len(spk), heldout_speakers=sum(s['heldout'] for s in spk))
     return parts, skips, codec.describe(), codec_file, info
 
 
