@@ -7,6 +7,7 @@ Inference speed figures: generation with the KV cache against full recompute, an
     python bench_generate.py --what=stream            # streaming: eager, compiled LM step, + compiled SNAC, bf16 LM
     python bench_generate.py --what=stream --compile=False --codecs=snac
     python bench_generate.py --what=gpu               # a paper estimate of time to first audio on a GPU
+    python bench_generate.py --device=cuda --what=tokens,stream   # the same figures measured on a GPU
 
 Random weights throughout: speed does not depend on them (the grammar mask fixes each utterance's length via
 min_frames = max frames). Each figure is the median of --runs timed runs after a warm-up. The load average
@@ -30,7 +31,8 @@ from model import GPT, GPTConfig, sample_logits
 from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SECONDS, SAMPLE_RATE, Tokenizer
 
 DEFAULTS = dict(
-    what='all',                # all | tokens | stream | gpu (the paper estimate)
+    what='all',                # all, or any of tokens,stream,gpu (gpu: the paper estimate)
+    device='cpu',              # cpu | cuda
     threads=2,
     runs=5,                    # timed runs per figure (the median is reported)
     n_layer=4, n_head=4, n_embd=256,   # the reference model of DESIGN.md (~6.4 M parameters with the vocabulary)
@@ -51,11 +53,17 @@ def load():
     return open('/proc/loadavg').read().split()[0] if os.path.exists('/proc/loadavg') else '?'
 
 
+def sync():
+    """Wait for queued GPU work before reading a clock: CUDA runs asynchronously to the Python that launches it."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def reference_model(cfg, vocab_size, block_size, dtype=torch.float32):
     torch.manual_seed(0)
     config = GPTConfig(n_layer=cfg['n_layer'], n_head=cfg['n_head'], n_embd=cfg['n_embd'], block_size=block_size,
                        vocab_size=vocab_size)
-    return GPT(config).eval().to(dtype)
+    return GPT(config).eval().to(cfg['device'], dtype)
 
 # -----------------------------------------------------------------------------
 # 1. tokens/s: KV cache vs full recompute
@@ -67,23 +75,27 @@ def recompute_step_time(model, prompt, n, all_positions=True):
     (logits at every position: the reference the tests use) or through forward (logits at the last position
     only, as nanoGPT's generate() does)."""
     seq = prompt
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(prompt.device).manual_seed(0)
+    sync()
     t0 = time.perf_counter()
     for _ in range(n):
         logits = model.forward_naive(seq)[:, -1, :] if all_positions else model(seq)[0][:, -1, :]  # (B, V)
         seq = torch.cat([seq, sample_logits(logits, 1.0, None, None, gen)[:, None]], dim=1)
+    sync()
     return (time.perf_counter() - t0) / n
 
 
 def cache_step_time(model, prompt, n, logits_hook=None):
     """Seconds per token of model.generate_tokens after its prefill (the first token comes with the prefill),
     and the prefill time."""
+    sync()
     t0 = time.perf_counter()
     tokens = model.generate_tokens(prompt, n, temperature=1.0, seed=0, logits_hook=logits_hook)
-    next(tokens)
+    int(next(tokens))  # int(): the first token is ready (on a GPU too)
     t1 = time.perf_counter()
     for _ in tokens:
         pass
+    sync()
     return (time.perf_counter() - t1) / (n - 1), t1 - t0
 
 
@@ -94,8 +106,9 @@ def tts_step_time(model, tok, ctx, n):
     from sample import FrameGrammar
     head = tok.tts_prompt('the quick brown fox jumps over the lazy dog')
     codes = np.random.default_rng(0).integers(0, CODEBOOK_SIZE, (ctx - n - len(head)) // FRAME_LEN * FRAME_LEN)
-    prompt = torch.tensor(np.concatenate([head, tok.audio_ids(codes)]))[None]
-    return cache_step_time(model, prompt, n, FrameGrammar(tok, 'audio', min_frames=10 ** 9))[0]
+    device = model.wte.weight.device
+    prompt = torch.tensor(np.concatenate([head, tok.audio_ids(codes)]), device=device)[None]
+    return cache_step_time(model, prompt, n, FrameGrammar(tok, 'audio', min_frames=10 ** 9, device=device))[0]
 
 
 class PlainKVGPT(torch.nn.Module):
@@ -119,7 +132,7 @@ class PlainKVGPT(torch.nn.Module):
     def forward(self, idx, pos0, cache):
         """idx (B, T) at positions pos0.. -> last logits (B, V) and the grown cache [(k, v) per layer]."""
         B, T = idx.shape
-        x = self.wte(idx) + self.wpe(torch.arange(pos0, pos0 + T))  # (B, T, C)
+        x = self.wte(idx) + self.wpe(torch.arange(pos0, pos0 + T, device=idx.device))  # (B, T, C)
         new_cache = []
         for b, kv in zip(self.blocks, cache or [None] * len(self.blocks)):
             q, k, v = b.qkv(b.ln1(x)).split(x.size(-1), dim=2)
@@ -136,12 +149,14 @@ class PlainKVGPT(torch.nn.Module):
 @torch.inference_mode()
 def plain_step_time(model, prompt, n):
     """Seconds per token of PlainKVGPT's loop after its prefill."""
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(prompt.device).manual_seed(0)
     logits, cache = model(prompt, 0, None)
+    sync()
     t0 = time.perf_counter()
     for i in range(n):
         nxt = sample_logits(logits, 1.0, None, None, gen)
         logits, cache = model(nxt[:, None], prompt.size(1) + i, cache)
+    sync()
     return (time.perf_counter() - t0) / n
 
 
@@ -162,6 +177,8 @@ def bench_tokens(cfg):
     tok = Tokenizer()  # 12,554 ids, padded to the same 12,800 rows of output layer as the reference vocabulary
     for dtype_name in cfg['dtypes'].split(','):
         dtype = getattr(torch, dtype_name)
+        torch._dynamo.reset()  # compiled code is cached per function and guarded on each model: past 8 models
+        # (torch._dynamo.config.recompile_limit) a compiled step would silently run eager
         model = reference_model(cfg, vocab, max(contexts) + cfg['new_tokens'], dtype)
         tts_model = reference_model(cfg, tok.vocab_size, max(contexts) + cfg['new_tokens'], dtype)
         compiled = tts_compiled = None
@@ -171,14 +188,15 @@ def bench_tokens(cfg):
             tts_compiled = reference_model(cfg, tok.vocab_size, max(contexts) + cfg['new_tokens'], dtype)
             tts_compiled.compile_decoding()
         plain = PlainKVGPT(cfg['n_layer'], cfg['n_head'], cfg['n_embd'], vocab, max(contexts) + cfg['new_tokens'])
-        plain = plain.eval().to(dtype)
+        plain = plain.eval().to(cfg['device'], dtype)
         for ctx in contexts:
             n_re = cfg['naive_tokens']
             recompute = lambda all_positions: median_of(
-                lambda: recompute_step_time(model, torch.randint(0, vocab, (1, ctx - n_re)), n_re, all_positions),
+                lambda: recompute_step_time(model, torch.randint(0, vocab, (1, ctx - n_re), device=cfg['device']), n_re,
+                                            all_positions),
                 max(1, cfg['runs'] // 2))
             naive, last = recompute(True), recompute(False)
-            prompt = torch.randint(0, vocab, (1, ctx - cfg['new_tokens']))
+            prompt = torch.randint(0, vocab, (1, ctx - cfg['new_tokens']), device=cfg['device'])
             runs = [cache_step_time(model, prompt, cfg['new_tokens']) for _ in range(cfg['runs'] + 1)][1:]
             step, prefill = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
             base = statistics.median(plain_step_time(plain, prompt, cfg['new_tokens']) for _ in range(cfg['runs']))
@@ -205,10 +223,10 @@ def bench_tokens(cfg):
 # 2. streaming: time to first audio and real-time factor
 
 
-def make_codec(kind, folder):
+def make_codec(kind, folder, device='cpu'):
     import codec as codec_lib
     if kind == 'snac':
-        return codec_lib.SnacCodec(codec_lib.make_random_snac(os.path.join(folder, 'snac'), seed=0), noise=False)
+        return codec_lib.SnacCodec(codec_lib.make_random_snac(os.path.join(folder, 'snac'), seed=0), device, noise=False)
     t = np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE  # a sine sweep with a little noise: codebooks to decode from
     wav = 0.3 * np.sin(2 * np.pi * (150 + 500 * t) * t) + 0.01 * np.random.default_rng(0).standard_normal(len(t))
     return codec_lib.MelCodec.fit([wav.astype(np.float32)])
@@ -259,7 +277,7 @@ def print_window_costs(codec, label):
 
 def bench_stream(cfg):
     """Rows: each codec with everything eager in fp32; then the LM's decode step compiled; then SNAC's decoder
-    compiled too; then the bf16 LM (eager) with the compiled SNAC decoder."""
+    compiled too; then the bf16 LM (eager, and on a GPU compiled too) with the compiled SNAC decoder."""
     from stream import compile_codec
     tok = Tokenizer('byte', 'level')
     folder = tempfile.TemporaryDirectory(prefix='snacgpt_bench_')  # the random SNAC's weights, removed at the end
@@ -269,16 +287,17 @@ def bench_stream(cfg):
           f"{'codec s':>8} {'LM tok/s':>9} {'audio s':>8}")
     rows = []
     for kind in cfg['codecs'].split(','):
-        codec = make_codec(kind, folder.name)
-        # (LM weights, LM decode step, codec decoder). A compiled bf16 LM is left out: on a CPU without native
+        codec = make_codec(kind, folder.name, cfg['device'])
+        # (LM weights, LM decode step, codec decoder). A compiled bf16 LM is left out on CPU: without native
         # bf16 (AVX2) it decoded at 76 tokens/s against 256 compiled in fp32.
         # The stand-in decodes with numpy: nothing to compile there, so it skips the compiled-decoder row.
         eager, fast = ('eager', 'compiled') if kind == 'snac' else ('numpy', 'numpy')
         settings = [('float32', 'eager', eager)]
         if cfg['compile']:
             settings += [('float32', 'compiled', eager)] + [('float32', 'compiled', fast)] * (kind == 'snac') + \
-                        [('bfloat16', 'eager', fast)]
+                        [('bfloat16', 'eager', fast)] + [('bfloat16', 'compiled', fast)] * (cfg['device'] != 'cpu')
         for dtype_name, lm_step, decoder in settings:
+            torch._dynamo.reset()  # see bench_tokens; the warm-up below compiles again what is compiled
             if decoder == 'compiled':
                 compile_codec(codec)
             model = reference_model(cfg, tok.vocab_size, 1024, getattr(torch, dtype_name))
@@ -330,7 +349,7 @@ def gpu_estimate(cfg):
     import codec as codec_lib
     from sample import FrameGrammar
     tok = Tokenizer('byte', 'level')
-    model = reference_model(cfg, tok.vocab_size, 1024)
+    model = reference_model(dict(cfg, device='cpu'), tok.vocab_size, 1024)  # counting needs no GPU
     prompt = torch.tensor([tok.tts_prompt('the quick brown fox jumps over the lazy dog').tolist()])
     hook = FrameGrammar(tok, 'audio')
     gen = torch.Generator().manual_seed(0)
@@ -360,11 +379,12 @@ def main(argv):
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {cfg['threads']} threads, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     out = {}
-    if cfg['what'] in ('all', 'tokens'):
+    what = cfg['what'].split(',')
+    if 'all' in what or 'tokens' in what:
         out['tokens'] = bench_tokens(cfg)
-    if cfg['what'] in ('all', 'stream'):
+    if 'all' in what or 'stream' in what:
         out['stream'] = bench_stream(cfg)
-    if cfg['what'] in ('all', 'gpu'):
+    if 'all' in what or 'gpu' in what:
         gpu_estimate(cfg)
     return out
 

@@ -377,9 +377,13 @@ def whisper_transcriber(spec, device):
     except ImportError:
         return None, 'no Whisper: neither openai-whisper nor transformers is installed'
     name = 'openai/whisper-tiny.en' if spec == 'auto' else spec
+    try:  # a local copy only: asking the hub first would wait through retries where it is unreachable
+        from huggingface_hub import snapshot_download
+        path = name if os.path.isdir(name) else snapshot_download(name, local_files_only=True)
+    except Exception as e:
+        return None, f'no copy of {name!r} on this machine ({type(e).__name__})'
     try:
-        pipe = pipeline('automatic-speech-recognition', model=name, device=device,
-                        model_kwargs=dict(local_files_only=True))
+        pipe = pipeline('automatic-speech-recognition', model=path, device=device)
     except Exception as e:
         return None, f'transformers could not load {name!r} from this machine ({type(e).__name__}: {e})'
     return (lambda wav: pipe(dict(raw=to_16k(wav), sampling_rate=WHISPER_RATE))['text']), f'transformers {name}'

@@ -22,8 +22,12 @@ from dataclasses import dataclass, asdict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 IGNORE_INDEX = -1
+# attention kernels for a prompt: not cuDNN's, which is set up anew for every sequence length (in bf16 on an H100
+# that took 40 ms a length, up to 750 ms; flash and memory-efficient attention took 0.05 ms)
+PREFILL_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 @dataclass
@@ -100,10 +104,12 @@ class CausalSelfAttention(nn.Module):
             k, v = self.cache.update(start, k, v)
             q = q.to(k.dtype)  # the cache may be float32 under bf16 weights (see setup_cache)
         dropout = self.dropout if self.training else 0.0
-        if T == 1 and mask is None and start is not None and torch.compiler.is_compiling():
-            # one new token over the cache, compiled (compile_decoding): written out as two batched matrix-vector
-            # products and a softmax, which inductor fuses; the CPU flash kernel is blocked for many queries. It took
-            # the compiled step at 1024 positions from ~235 to 250-279 tokens/s; eager, one SDPA call stays cheaper.
+        if T == 1 and mask is None and start is not None and (torch.compiler.is_compiling() or x.device.type != 'cpu'):
+            # one new token over the cache: written out as two batched matrix-vector products and a softmax.
+            # Compiled (compile_decoding), inductor fuses them; the CPU flash kernel is blocked for many queries. It
+            # took the compiled step at 1024 positions from ~235 to 250-279 tokens/s; eager on CPU, one SDPA call
+            # stays cheaper. On CUDA in bf16, SDPA picked cuDNN's kernel, set up anew for every cache length (see
+            # PREFILL_ATTENTION): one-shot TTS decoded at 14 tokens/s on an H100 that way.
             y = torch.softmax((q @ k.transpose(-2, -1)).float() * self.head_dim ** -0.5, dim=-1).to(v.dtype) @ v
         elif mask is not None:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
@@ -236,7 +242,9 @@ class GPT(nn.Module):
         dtype = dtype or (torch.float32 if device.type == 'cpu' else self.wte.weight.dtype)
         for block in self.blocks:
             a = block.attn
-            a.cache = KVCache(batch_size, max_len, a.n_head, a.head_dim, dtype).to(device)
+            if a.cache is None or a.cache.k.shape != (batch_size, a.n_head, max_len, a.head_dim) or \
+                    a.cache.k.dtype != dtype or a.cache.k.device != device:  # else reuse it: stale rows are never read
+                a.cache = KVCache(batch_size, max_len, a.n_head, a.head_dim, dtype).to(device)
         if device.type == 'cpu' and self.wte.weight.dtype == torch.float32:  # bf16 on AVX2 ran 3x slower this way
             self.store_weights_transposed()
 
@@ -265,7 +273,8 @@ class GPT(nn.Module):
             causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
             mask = (causal[None] & valid[:, None, :])[:, None]  # (B, 1, T, T)
             mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)  # a pad query sees itself: no NaN
-        logits, _ = self(idx, start=0, mask=mask)
+        with sdpa_kernel(PREFILL_ATTENTION):
+            logits, _ = self(idx, start=0, mask=mask)
         return logits[:, -1, :]
 
     def decode_one(self, token, pos, valid=None, head_rows=None):
@@ -288,7 +297,7 @@ class GPT(nn.Module):
             f"prompt {T} + {max_new_tokens} new tokens exceeds block_size {self.config.block_size}"
         gen = torch.Generator(device=idx.device)
         gen.manual_seed(seed if seed is not None else torch.seed())
-        self.setup_cache(B, T + max_new_tokens)
+        self.setup_cache(B)  # always the whole context: a compiled step sees one cache shape, whatever the request
         if valid is not None:
             valid = torch.cat([valid, torch.ones(B, max_new_tokens, dtype=torch.bool, device=idx.device)], 1)
         seq = idx

@@ -235,3 +235,20 @@ def test_first_word_probe_reads_only_words_the_codes_carry():
         probe = evaluation.first_word_probe(codec, train, heldout)
         assert probe['words'] == 3 and probe['n'] == 30 and probe['chance'] == pytest.approx(1 / 3)
         assert lo <= probe['accuracy'] <= hi
+
+
+def test_whisper_through_transformers_uses_a_local_copy_only(monkeypatch, tmp_path):
+    """Where no copy of the model is on the machine, the answer says so at once: no hub request, no retries
+    (an unreachable hub used to cost a minute of retries before a TypeError)."""
+    import types
+    monkeypatch.setitem(sys.modules, 'whisper', None)  # not openai-whisper: the transformers branch
+    loaded = []
+    fake = types.SimpleNamespace(pipeline=lambda task, model, device: loaded.append(model) or (lambda x: {'text': 'hi'}))
+    monkeypatch.setitem(sys.modules, 'transformers', fake)
+    fn, why = evaluation.whisper_transcriber('someone/absent-model', 'cpu')
+    assert fn is None and "no copy of 'someone/absent-model' on this machine" in why and not loaded
+    folder = tmp_path / 'whisper-local'
+    folder.mkdir()
+    fn, why = evaluation.whisper_transcriber(str(folder), 'cpu')
+    assert loaded == [str(folder)] and why == f'transformers {folder}'
+    assert fn(np.zeros(SAMPLE_RATE, np.float32)) == 'hi'

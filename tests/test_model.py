@@ -127,6 +127,23 @@ def test_compiled_decoding_matches_eager():
         assert torch.equal(model.generate(p, 12, temperature=0), e)
 
 
+def test_a_reused_cache_gives_fresh_results_and_one_compiled_graph():
+    """Every request decodes over the same whole-context cache, so stale rows of a longer earlier request are never
+    read, and a compiled step sees one cache shape: a new request length must not compile it again (it did: the
+    first streamed utterance after a warm-up spent 9 s compiling)."""
+    from torch._dynamo.testing import CompileCounter
+    long, short = torch.randint(0, 300, (1, 30)), torch.randint(0, 300, (1, 4))
+    fresh = tiny().generate(short, 10, temperature=0)
+    model = tiny()
+    counter = CompileCounter()
+    model.decode_step = torch.compile(model.decode_one, dynamic=True, backend=counter)
+    model.generate(long, 20, temperature=0)
+    graphs = counter.frame_count
+    assert torch.equal(model.generate(short, 10, temperature=0), fresh)
+    assert counter.frame_count == graphs
+    assert model.blocks[0].attn.cache.k.size(2) == model.config.block_size
+
+
 def test_rotary_turns_each_pair_of_halves_by_its_position_angle():
     """Pair (i, i + hd/2) of a head at position t turns by t * theta^(-2i/hd), as a complex number would."""
     hd, T, theta = 8, 5, 10000.0
