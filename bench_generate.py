@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')  # before numpy loads OpenBLAS: see stream.py
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -266,10 +268,10 @@ def window_cost(codec, n_frames, runs=5):
 
 
 def print_window_costs(codec, label):
-    """The SNAC windows a stream decodes: the first (FIRST_FRAMES + right context) and the steady ones."""
+    """The SNAC windows a stream decodes: the first (FIRST_FRAMES + right context) and the largest, steady ones."""
     import codec as codec_lib
     left, right, first, step = (codec_lib.LEFT_CONTEXT, codec_lib.RIGHT_CONTEXT, codec_lib.FIRST_FRAMES,
-                                codec_lib.STEP_FRAMES)
+                                codec_lib.MAX_STEP_FRAMES)
     t_first, t_step = window_cost(codec, first + right), window_cost(codec, left + step + right)
     print(f"       SNAC windows ({label}): first {first}+{right} frames {t_first * 1e3:.0f} ms, then {left}+{step}+{right} "
           f"frames {t_step * 1e3:.0f} ms ({t_step / step * 1e3:.0f} ms per emitted {FRAME_SECONDS * 1e3:.1f} ms frame)")

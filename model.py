@@ -82,6 +82,11 @@ class KVCache(nn.Module):
         return self.k[:, :, :end], self.v[:, :, :end]
 
 
+def attend_one_token(q, k, v):
+    """q (B, nh, 1, hd) over k, v (B, nh, L, hd): softmax attention written out, no kernel choice involved."""
+    return torch.softmax((q @ k.transpose(-2, -1)).float() * q.size(-1) ** -0.5, dim=-1).to(v.dtype) @ v
+
+
 class CausalSelfAttention(nn.Module):
 
     def __init__(self, config):
@@ -104,13 +109,12 @@ class CausalSelfAttention(nn.Module):
             k, v = self.cache.update(start, k, v)
             q = q.to(k.dtype)  # the cache may be float32 under bf16 weights (see setup_cache)
         dropout = self.dropout if self.training else 0.0
-        if T == 1 and mask is None and start is not None and (torch.compiler.is_compiling() or x.device.type != 'cpu'):
-            # one new token over the cache: written out as two batched matrix-vector products and a softmax.
-            # Compiled (compile_decoding), inductor fuses them; the CPU flash kernel is blocked for many queries. It
-            # took the compiled step at 1024 positions from ~235 to 250-279 tokens/s; eager on CPU, one SDPA call
-            # stays cheaper. On CUDA in bf16, SDPA picked cuDNN's kernel, set up anew for every cache length (see
-            # PREFILL_ATTENTION): one-shot TTS decoded at 14 tokens/s on an H100 that way.
-            y = torch.softmax((q @ k.transpose(-2, -1)).float() * self.head_dim ** -0.5, dim=-1).to(v.dtype) @ v
+        if T == 1 and mask is None and start is not None and x.device.type != 'cpu':
+            # one new token over the cache on a GPU: two batched matrix-vector products and a softmax, written out.
+            # In bf16, SDPA picked cuDNN's kernel there, set up anew for every cache length (see PREFILL_ATTENTION):
+            # one-shot TTS decoded at 14 tokens/s on an H100 that way, 150 this way. (On CPU, inductor's attention
+            # pattern turns this form back into the CPU flash kernel anyway: SDPA it is, eager or compiled.)
+            y = attend_one_token(q, k, v)
         elif mask is not None:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         else:  # a single new token attends to all the cache; a fresh sequence is causal

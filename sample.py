@@ -24,6 +24,8 @@ import sys
 import time
 import warnings
 
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')  # before numpy loads OpenBLAS: see stream.py
+
 import numpy as np
 import torch
 

@@ -17,8 +17,14 @@ Reported: time to first audio (request to first samples ready), generation and d
 factor ((generation + decode) / audio duration), tokens/s, buffer underruns.
 """
 import collections
+import os
 import sys
 import time
+
+# numpy's OpenBLAS runs the stand-in codec's small matrix products faster on one thread, and its idle threads
+# spin for a while after a larger one, stealing the cores from the LM's next tokens (streaming's time to first
+# audio went from ~75 to ~110 ms that way). Set before numpy is first imported; export it to change it.
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
 import numpy as np
 import torch
@@ -36,7 +42,7 @@ def stream(model, tok, codec, text, desc=None, max_seconds=10.0, temperature=1.0
 
     Generation and decoding interleave in this one generator (no threads): after each 7th audio token the
     frame goes to the streaming decoder, which answers with the samples it can now finalize (often none:
-    it waits for right context, then emits 1 frame, later 4 at a time). The last chunk is the decoder's tail.
+    it waits for right context, then emits 1 frame, later as many as before, up to 16 at a time). The last chunk is the decoder's tail.
     stats (a dict, optional) is filled in at the end: see the keys below; the generator also returns it."""
     from codec import StreamingDecoder
     stats = {} if stats is None else stats

@@ -109,7 +109,7 @@ def test_snac_record_round_trip(snac, snac_folder):
 
 
 def test_snac_streaming_equals_one_shot(snac):
-    levels = codec.random_levels(11, seed=3)  # first block 1 frame, then 4, 4 and a 2-frame tail
+    levels = codec.random_levels(45, seed=3)  # blocks of 1, 1, 2, 4, 8, 16 frames and a 13-frame tail
     one_shot = snac.decode(levels)
     streamed = stream_in_odd_pieces(snac, levels)
     assert streamed.shape == one_shot.shape
@@ -186,6 +186,15 @@ def test_mel_streaming_equals_one_shot(mel, speech):
     one_shot = mel.decode(levels)
     streamed = stream_in_odd_pieces(mel, levels)
     np.testing.assert_array_equal(streamed, one_shot)  # the same block-by-block computation
+
+
+def test_streaming_blocks_double_up_to_the_cap(mel):
+    """Pushed a frame at a time, the decoder emits 1 frame, then as many as all before, up to MAX_STEP_FRAMES."""
+    flat = flatten(codec.random_levels(60, seed=6))
+    decoder = codec.StreamingDecoder(mel)
+    blocks = [len(decoder.push(flat[i: i + FRAME_LEN])) // FRAME_SAMPLES for i in range(0, len(flat), FRAME_LEN)]
+    blocks = [b for b in blocks if b] + [len(decoder.flush()) // FRAME_SAMPLES]
+    assert codec.MAX_STEP_FRAMES == 16 and blocks == [1, 1, 2, 4, 8, 16, 16, 12]
 
 
 def test_streaming_decoder_buffers_and_resets(mel):

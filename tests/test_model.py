@@ -1,6 +1,7 @@
 import torch
+import torch.nn.functional as F
 
-from model import GPT, GPTConfig, IGNORE_INDEX, apply_rotary, rotary_tables, sample_logits
+from model import GPT, GPTConfig, IGNORE_INDEX, apply_rotary, attend_one_token, rotary_tables, sample_logits
 
 
 def tiny(vocab=300, block=64, **kw):
@@ -152,3 +153,11 @@ def test_rotary_turns_each_pair_of_halves_by_its_position_angle():
     angle = torch.arange(T)[:, None] * theta ** (-torch.arange(0, hd, 2) / hd)  # (T, hd/2)
     z = torch.complex(x[..., :hd // 2], x[..., hd // 2:]) * torch.polar(torch.ones_like(angle), angle)[:, None, :]
     assert torch.allclose(apply_rotary(x, cos, sin), torch.cat([z.real, z.imag], -1), atol=1e-5)
+
+
+def test_one_token_attention_written_out_matches_sdpa():
+    """The GPU decoding path (attend_one_token) against scaled_dot_product_attention, fp32 and bf16."""
+    q, k, v = torch.randn(2, 3, 1, 16), torch.randn(2, 3, 37, 16), torch.randn(2, 3, 37, 16)
+    assert torch.allclose(attend_one_token(q, k, v), F.scaled_dot_product_attention(q, k, v), atol=1e-5)
+    b = [t.bfloat16() for t in (q, k, v)]
+    assert torch.allclose(attend_one_token(*b).float(), F.scaled_dot_product_attention(*b).float(), atol=2e-2)
