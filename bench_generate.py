@@ -279,7 +279,7 @@ def print_window_costs(codec, label):
 
 def bench_stream(cfg):
     """Rows: each codec with everything eager in fp32; then the LM's decode step compiled; then SNAC's decoder
-    compiled too; then the bf16 LM (eager, and on a GPU compiled too) with the compiled SNAC decoder."""
+    compiled too; then the bf16 LM (eager, then compiled) with the compiled SNAC decoder."""
     from stream import compile_codec
     tok = Tokenizer('byte', 'level')
     folder = tempfile.TemporaryDirectory(prefix='snacgpt_bench_')  # the random SNAC's weights, removed at the end
@@ -290,14 +290,13 @@ def bench_stream(cfg):
     rows = []
     for kind in cfg['codecs'].split(','):
         codec = make_codec(kind, folder.name, cfg['device'])
-        # (LM weights, LM decode step, codec decoder). A compiled bf16 LM is left out on CPU: without native
-        # bf16 (AVX2) it decoded at 76 tokens/s against 256 compiled in fp32.
-        # The stand-in decodes with numpy: nothing to compile there, so it skips the compiled-decoder row.
+        # (LM weights, LM decode step, codec decoder). The stand-in decodes with numpy: nothing to compile there,
+        # so it skips the compiled-decoder row.
         eager, fast = ('eager', 'compiled') if kind == 'snac' else ('numpy', 'numpy')
         settings = [('float32', 'eager', eager)]
         if cfg['compile']:
             settings += [('float32', 'compiled', eager)] + [('float32', 'compiled', fast)] * (kind == 'snac') + \
-                        [('bfloat16', 'eager', fast)] + [('bfloat16', 'compiled', fast)] * (cfg['device'] != 'cpu')
+                        [('bfloat16', 'eager', fast), ('bfloat16', 'compiled', fast)]
         for dtype_name, lm_step, decoder in settings:
             torch._dynamo.reset()  # see bench_tokens; the warm-up below compiles again what is compiled
             if decoder == 'compiled':
