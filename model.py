@@ -301,7 +301,9 @@ class GPT(nn.Module):
             f"prompt {T} + {max_new_tokens} new tokens exceeds block_size {self.config.block_size}"
         gen = torch.Generator(device=idx.device)
         gen.manual_seed(seed if seed is not None else torch.seed())
-        self.setup_cache(B)  # always the whole context: a compiled step sees one cache shape, whatever the request
+        # a compiled step gets a cache as long as the whole context, so that it meets one cache shape whatever the
+        # request (else it compiles again); eager decoding takes only what this request needs
+        self.setup_cache(B, None if self.decode_step is not None else T + max_new_tokens)
         if valid is not None:
             valid = torch.cat([valid, torch.ones(B, max_new_tokens, dtype=torch.bool, device=idx.device)], 1)
         seq = idx

@@ -129,9 +129,9 @@ def test_compiled_decoding_matches_eager():
 
 
 def test_a_reused_cache_gives_fresh_results_and_one_compiled_graph():
-    """Every request decodes over the same whole-context cache, so stale rows of a longer earlier request are never
-    read, and a compiled step sees one cache shape: a new request length must not compile it again (it did: the
-    first streamed utterance after a warm-up spent 9 s compiling)."""
+    """With a compiled step every request decodes over the same whole-context cache, so stale rows of a longer
+    earlier request are never read, and the step sees one cache shape: a new request length must not compile it
+    again (it did: the first streamed utterance after a warm-up spent 9 s compiling)."""
     from torch._dynamo.testing import CompileCounter
     long, short = torch.randint(0, 300, (1, 30)), torch.randint(0, 300, (1, 4))
     fresh = tiny().generate(short, 10, temperature=0)
