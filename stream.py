@@ -42,7 +42,8 @@ def stream(model, tok, codec, text, desc=None, max_seconds=10.0, temperature=1.0
 
     Generation and decoding interleave in this one generator (no threads): after each 7th audio token the
     frame goes to the streaming decoder, which answers with the samples it can now finalize (often none:
-    it waits for right context, then emits 1 frame, later as many as before, up to 16 at a time). The last chunk is the decoder's tail.
+    it waits for right context, then emits 1 frame, later as many as before, up to 16 at a time). The last
+    chunk is the decoder's tail.
     stats (a dict, optional) is filled in at the end: see the keys below; the generator also returns it."""
     from codec import StreamingDecoder
     stats = {} if stats is None else stats
