@@ -339,7 +339,7 @@ def count_ops(fn):
 
 def gpu_estimate(cfg):
     """Time to first audio on a GPU for the reference model, from the operators one decode step dispatches.
-    Assumptions (stated, not measured here: there is no GPU on this machine):
+    Assumptions (stated; `--device=cuda` measures the real figure where a GPU is at hand):
       - at 6 M parameters nothing is bandwidth- or FLOP-bound on a GPU (25 MB of fp32 weights read in ~10 us at
         H100 bandwidth), so a decode step costs its kernel launches: --gpu_us_per_op (eager PyTorch: ~5-10 us of
         CPU dispatch per operator) or --graph_us_per_op (CUDA graphs, e.g. torch.compile mode='reduce-overhead':
