@@ -7,10 +7,9 @@ fp32 vs bf16 autocast, side by side with a plain nanoGPT-style model of the same
     python bench.py --device=cuda --n_layer=12 --n_head=12 --n_embd=768 --block_size=1024 --batch_size=16
 
 MFU is achieved training FLOP/s (model.flops_per_token) over the device's peak: on CUDA the spec sheet,
-on CPU a measured 1024 x 1024 matmul in the same dtype (train.peak_flops).
+on CPU the best of a few 1024 x 1024 matmuls in the same dtype (common.peak_flops).
 """
 import statistics
-import sys
 import time
 from contextlib import nullcontext
 
@@ -18,9 +17,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from configurator import apply_overrides
+from configurator import apply_overrides, run
 from model import GPT, GPTConfig
-from train import peak_flops
+from common import peak_flops
 
 DEFAULTS = dict(
     n_layer=4, n_head=4, n_embd=256,
@@ -133,4 +132,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    run(main)

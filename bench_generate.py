@@ -18,7 +18,6 @@ figures taken side by side; the plain KV loop column calibrates a machine agains
 """
 import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -28,9 +27,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from configurator import apply_overrides
-from model import GPT, GPTConfig, sample_logits
-from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SECONDS, SAMPLE_RATE, Tokenizer
+import codec as codec_lib
+from common import start
+from configurator import apply_overrides, run
+from generate import compile_decoding, decode_one, generate_tokens, prefill, sample_logits, setup_cache
+from model import GPT, GPTConfig
+from sample import FrameGrammar
+from stream import compile_codec, stream
+from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SECONDS, SAMPLE_RATE, Tokenizer, unflatten
 
 DEFAULTS = dict(
     what='all',                # all, or any of tokens,stream,gpu (gpu: the paper estimate)
@@ -88,11 +92,11 @@ def recompute_step_time(model, prompt, n, all_positions=True):
 
 
 def cache_step_time(model, prompt, n, logits_hook=None):
-    """Seconds per token of model.generate_tokens after its prefill (the first token comes with the prefill),
+    """Seconds per token of generate.generate_tokens after its prefill (the first token comes with the prefill),
     and the prefill time."""
     sync()
     t0 = time.perf_counter()
-    tokens = model.generate_tokens(prompt, n, temperature=1.0, seed=0, logits_hook=logits_hook)
+    tokens = generate_tokens(model, prompt, n, temperature=1.0, seed=0, logits_hook=logits_hook)
     int(next(tokens))  # int(): the first token is ready (on a GPU too)
     t1 = time.perf_counter()
     for _ in tokens:
@@ -105,7 +109,6 @@ def tts_step_time(model, tok, ctx, n):
     """Seconds per token of TTS decoding: generate_tokens with the frame grammar, inside an audio span that fills
     the context. The grammar names the one legal code range, and only those rows of the output layer are computed
     (FrameGrammar.head_rows); min_frames keeps <eos> out so every run generates n tokens."""
-    from sample import FrameGrammar
     head = tok.tts_prompt('the quick brown fox jumps over the lazy dog')
     codes = np.random.default_rng(0).integers(0, CODEBOOK_SIZE, (ctx - n - len(head)) // FRAME_LEN * FRAME_LEN)
     device = model.wte.weight.device
@@ -184,11 +187,11 @@ def bench_tokens(cfg):
         model = reference_model(cfg, vocab, max(contexts) + cfg['new_tokens'], dtype)
         tts_model = reference_model(cfg, tok.vocab_size, max(contexts) + cfg['new_tokens'], dtype)
         compiled = tts_compiled = None
-        if cfg['compile']:  # the same weights, with the one-token step compiled (model.compile_decoding)
+        if cfg['compile']:  # the same weights, with the one-token step compiled (generate.compile_decoding)
             compiled = reference_model(cfg, vocab, max(contexts) + cfg['new_tokens'], dtype)
-            compiled.compile_decoding()
+            compile_decoding(compiled)
             tts_compiled = reference_model(cfg, tok.vocab_size, max(contexts) + cfg['new_tokens'], dtype)
-            tts_compiled.compile_decoding()
+            compile_decoding(tts_compiled)
         plain = PlainKVGPT(cfg['n_layer'], cfg['n_head'], cfg['n_embd'], vocab, max(contexts) + cfg['new_tokens'])
         plain = plain.eval().to(cfg['device'], dtype)
         for ctx in contexts:
@@ -216,7 +219,7 @@ def bench_tokens(cfg):
                   f"{fast:>9.1f} {tts:>6.1f} {tts_fast:>13.1f} {prefill * 1e3:>11.1f} {1 / base:>14.1f}")
     print(f"(load {load()}; the sequence grows to `context` tokens while timing; forward_naive / forward: no cache, "
           f"the whole sequence every step, logits at every / the last position; compiled: the KV cache with "
-          f"model.compile_decoding(); TTS: the KV cache with the frame grammar, which computes only the legal code "
+          f"generate.compile_decoding(); TTS: the KV cache with the frame grammar, which computes only the legal code "
           f"range of the output layer (FrameGrammar.head_rows); plain KV loop: PlainKVGPT, the same sizes, for calibration)")
     return rows
 
@@ -226,7 +229,6 @@ def bench_tokens(cfg):
 
 
 def make_codec(kind, folder, device='cpu'):
-    import codec as codec_lib
     if kind == 'snac':
         return codec_lib.SnacCodec(codec_lib.make_random_snac(os.path.join(folder, 'snac'), seed=0), device, noise=False)
     t = np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE  # a sine sweep with a little noise: codebooks to decode from
@@ -235,7 +237,6 @@ def make_codec(kind, folder, device='cpu'):
 
 
 def bench_stream_setting(model, tok, codec, seconds, runs):
-    from stream import stream
     frames = int(round(seconds / FRAME_SECONDS))
     text = 'the quick brown fox jumps over the lazy dog'
 
@@ -255,7 +256,6 @@ def bench_stream_setting(model, tok, codec, seconds, runs):
 
 def window_cost(codec, n_frames, runs=5):
     """Median seconds of one codec.decode of n_frames random frames (a streaming window)."""
-    from tokenizer import unflatten
     rng = np.random.default_rng(0)
     levels = unflatten(rng.integers(0, CODEBOOK_SIZE, n_frames * FRAME_LEN))
     codec.decode(levels)
@@ -269,7 +269,6 @@ def window_cost(codec, n_frames, runs=5):
 
 def print_window_costs(codec, label):
     """The SNAC windows a stream decodes: the first (FIRST_FRAMES + right context) and the largest, steady ones."""
-    import codec as codec_lib
     left, right, first, step = (codec_lib.LEFT_CONTEXT, codec_lib.RIGHT_CONTEXT, codec_lib.FIRST_FRAMES,
                                 codec_lib.MAX_STEP_FRAMES)
     t_first, t_step = window_cost(codec, first + right), window_cost(codec, left + step + right)
@@ -280,7 +279,6 @@ def print_window_costs(codec, label):
 def bench_stream(cfg):
     """Rows: each codec with everything eager in fp32; then the LM's decode step compiled; then SNAC's decoder
     compiled too; then the bf16 LM (eager, then compiled) with the compiled SNAC decoder."""
-    from stream import compile_codec
     tok = Tokenizer('byte', 'level')
     folder = tempfile.TemporaryDirectory(prefix='snacgpt_bench_')  # the random SNAC's weights, removed at the end
     print(f"\n== streaming TTS, batch 1, {cfg['seconds']:.1f} s utterances, {torch.get_num_threads()} threads "
@@ -303,7 +301,7 @@ def bench_stream(cfg):
                 compile_codec(codec)
             model = reference_model(cfg, tok.vocab_size, 1024, getattr(torch, dtype_name))
             if lm_step == 'compiled':
-                model.compile_decoding()
+                compile_decoding(model)
             r = bench_stream_setting(model, tok, codec, cfg['seconds'], cfg['runs'])
             r.update(codec=kind, lm=dtype_name, lm_step=lm_step, decoder=decoder)
             rows.append(r)
@@ -347,22 +345,20 @@ def gpu_estimate(cfg):
       - the first window of SNAC (1 + 3 frames) decodes in --snac_window_ms (10 ms for a 7-frame window was
         logged on an RTX 3090, canopyai/Orpheus-TTS#221);
       - first audio = prefill + (FIRST_FRAMES + RIGHT_CONTEXT) frames of tokens + one decode window."""
-    import codec as codec_lib
-    from sample import FrameGrammar
     tok = Tokenizer('byte', 'level')
     model = reference_model(dict(cfg, device='cpu'), tok.vocab_size, 1024)  # counting needs no GPU
     prompt = torch.tensor([tok.tts_prompt('the quick brown fox jumps over the lazy dog').tolist()])
     hook = FrameGrammar(tok, 'audio')
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
-        model.setup_cache(1, 1024)
-        prefill_ops = count_ops(lambda: model.prefill(prompt))
-        logits = model.prefill(prompt)
+        setup_cache(model, 1, 1024)
+        prefill_ops = count_ops(lambda: prefill(model, prompt))
+        logits = prefill(model, prompt)
         seq = torch.cat([prompt, torch.zeros(1, 1, dtype=torch.long) + tok.audio_offset], 1)
-        step_ops = count_ops(lambda: model.decode_one(seq[:, -1:], prompt.size(1)))
+        step_ops = count_ops(lambda: decode_one(model, seq[:, -1:], prompt.size(1)))
         sample_ops = count_ops(lambda: sample_logits(hook(logits, seq), 1.0, None, None, gen))
     n_tokens = (codec_lib.FIRST_FRAMES + codec_lib.RIGHT_CONTEXT) * FRAME_LEN
-    print(f"\n== paper estimate: time to first audio on a GPU (reference model, batch 1)")
+    print("\n== paper estimate: time to first audio on a GPU (reference model, batch 1)")
     print(f"operators dispatched: prefill {prefill_ops}, decode step {step_ops}, grammar hook + sampling {sample_ops}; "
           f"tokens before the first window: {n_tokens} ({codec_lib.FIRST_FRAMES} + {codec_lib.RIGHT_CONTEXT} frames)")
     for name, us in (('eager', cfg['gpu_us_per_op']), ('CUDA graphs', cfg['graph_us_per_op'])):
@@ -375,8 +371,7 @@ def gpu_estimate(cfg):
 
 def main(argv):
     cfg = apply_overrides(DEFAULTS, argv)
-    torch.set_num_threads(cfg['threads'])
-    torch.set_flush_denormal(True)
+    start(cfg['device'], cfg['threads'])
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {cfg['threads']} threads, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     out = {}
@@ -391,4 +386,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    run(main)

@@ -2,14 +2,12 @@
 Speech <-> codes in SNAC's 24 kHz layout: audio I/O, the real SNAC codec, an offline stand-in codec
 (MelCodec: a log-mel residual VQ with the same token layout) and a streaming decoder.
 
-    python codec.py bench                                   # speed figures (random-weight SNAC, MelCodec)
-    python codec.py table                                   # streaming context tables for both codecs
-    python codec.py bench --mel=data/tiny/codec.npz --threads=2   # with a fitted stand-in (else fits one)
     python codec.py fit --out=/tmp/mel.npz a.wav b.wav ...  # fit the stand-in codec on some speech
     python codec.py encode in.wav /tmp/codes.npy --codec=mel:/tmp/mel.npz     # codes (7T,), depth-first
     python codec.py decode /tmp/codes.npy /tmp/out.wav --codec=mel:/tmp/mel.npz
 
 --codec: snac (hubertsiuzdak/snac_24khz from the hub) | snac:<hub id or local folder> | mel:<codebooks.npz>
+Speed and streaming-quality figures: bench_data.py.
 
 Both codecs map 24 kHz audio to three code levels [L0 (T,), L1 (2T,), L2 (4T,)] of 0..4095, one coarse
 frame (2048 samples) per L0 code; tokenizer.py holds that layout. encode() pads the audio with zeros to a
@@ -18,12 +16,17 @@ whole number of frames, T = ceil(len(wav) / 2048), as SNAC itself does, so decod
 import json
 import math
 import os
-import sys
-import time
 import warnings
 
 import numpy as np
+import soxr
+import torch
+from scipy.io import wavfile
+from snac import SNAC
+from snac.layers import NoiseBlock
+from torch.nn.utils import parametrize
 
+from configurator import apply_overrides, run
 from tokenizer import (CODEBOOK_SIZE, FRAME_LEN, FRAME_SAMPLES, HOP, LEVEL_RATES, N_LEVELS, SAMPLE_RATE,
                        check_codes, flatten, unflatten)
 
@@ -35,13 +38,11 @@ def resample(wav, sr_in, sr_out=SAMPLE_RATE):
     wav = np.asarray(wav, dtype=np.float32)
     if sr_in == sr_out or len(wav) == 0:
         return wav
-    import soxr
     return soxr.resample(wav, sr_in, sr_out).astype(np.float32)
 
 
 def load_audio(path):
     """A wav file (any rate, mono or stereo, int or float samples) -> float32 (N,) at 24 kHz, mono."""
-    from scipy.io import wavfile
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such audio file")
     try:
@@ -65,7 +66,6 @@ def load_audio(path):
 
 def write_wav(path, wav, sr=SAMPLE_RATE):
     """float (N,) in [-1, 1] -> 16-bit PCM wav; louder samples are clipped. Creates parent folders."""
-    from scipy.io import wavfile
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     pcm = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1) * 32768, -32768, 32767).astype(np.int16)
     wavfile.write(path, sr, pcm)
@@ -95,8 +95,6 @@ SNAC_24KHZ_CONFIG = dict(sampling_rate=24000, encoder_dim=48, encoder_rates=[2, 
 
 def random_snac(seed=0):
     """SNAC(24 kHz config) with random weights: the real architecture and speed, tokens without content."""
-    import torch
-    from snac import SNAC
     with torch.random.fork_rng():  # leave the caller's random state alone
         torch.manual_seed(seed)
         return SNAC(**SNAC_24KHZ_CONFIG).eval()
@@ -104,7 +102,6 @@ def random_snac(seed=0):
 
 def make_random_snac(folder, seed=0):
     """Save random_snac(seed) as config.json + pytorch_model.bin, the layout SNAC.from_pretrained reads."""
-    import torch
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, 'config.json'), 'w') as f:
         json.dump(SNAC_24KHZ_CONFIG, f, indent=1)
@@ -114,8 +111,6 @@ def make_random_snac(folder, seed=0):
 
 def disable_noise(model):
     """Replace the decoder's NoiseBlocks (x + randn * linear(x)) by identities: decoding becomes deterministic."""
-    import torch
-    from snac.layers import NoiseBlock
     for seq in model.decoder.modules():
         if isinstance(seq, torch.nn.Sequential):
             for k, layer in enumerate(seq):
@@ -127,7 +122,6 @@ def disable_noise(model):
 def fold_weight_norm(model):
     """Store every weight-normed conv's weight g * v / |v| once instead of recomputing it on each call:
     the same values, decode x1.13-1.25 faster on CPU."""
-    from torch.nn.utils import parametrize
     for module in model.modules():
         if parametrize.is_parametrized(module, 'weight'):
             parametrize.remove_parametrizations(module, 'weight', leave_parametrized=True)
@@ -141,7 +135,6 @@ class SnacCodec:
     kind = 'snac'
 
     def __init__(self, source=DEFAULT_SNAC, device='cpu', noise=True):
-        from snac import SNAC
         try:
             model = SNAC.from_pretrained(source)
         except Exception as e:  # no such folder, no such hub model, or no network (hub calls retry ~20 s first)
@@ -164,7 +157,6 @@ class SnacCodec:
 
     def encode(self, wav):
         """float (N,) at 24 kHz -> [L0 (T,), L1 (2T,), L2 (4T,)] int64, T = ceil(N / 2048)."""
-        import torch
         x = torch.from_numpy(check_wav(wav)).to(self.device)[None, None]  # (1, 1, N)
         with torch.inference_mode():
             codes = self.model.encode(x)  # SNAC pads on the right to a whole number of frames
@@ -175,7 +167,6 @@ class SnacCodec:
         levels = check_levels(levels)
         if len(levels[0]) == 0:
             return np.zeros(0, dtype=np.float32)
-        import torch
         codes = [torch.from_numpy(l)[None].to(self.device) for l in levels]  # (1, rate * T) each
         with torch.inference_mode():
             wav = self.model.decode(codes)  # (1, 1, T * 2048)
@@ -513,189 +504,42 @@ class StreamingDecoder:
         self.frames, self.offset = self.frames[keep - self.offset:], keep
         return wav
 
-# -----------------------------------------------------------------------------
-# measurements: `python codec.py table` and `python codec.py bench` print them (figures for README.md)
-
-def snr_db(reference, estimate):
-    noise = float(((reference - estimate) ** 2).sum())
-    return float('inf') if noise == 0 else 10 * math.log10(float((reference ** 2).sum()) / noise)
-
-
-def stream_decode(codec, levels, left=None, right=None, push_size=FRAME_LEN):
-    """All of a StreamingDecoder's output for levels, pushed push_size codes at a time, then flushed."""
-    flat, decoder = flatten(levels), StreamingDecoder(codec, left, right)
-    chunks = [decoder.push(flat[i: i + push_size]) for i in range(0, len(flat), push_size)]
-    return np.concatenate(chunks + [decoder.flush()])
-
 
 def random_levels(n_frames, seed=0):
+    """Random codes in the layout, [L0 (n,), L1 (2n,), L2 (4n,)]: for tests and benchmarks of shapes and speed."""
     rng = np.random.default_rng(seed)
     return [rng.integers(0, CODEBOOK_SIZE, rate * n_frames) for rate in LEVEL_RATES]
 
 
-def speech_corpus(n, seed=0):
-    """n espeak-ng utterances of the tiny corpus (tinyspeech.py), 24 kHz."""
-    import tinyspeech
-    utts = tinyspeech.make_corpus(n, 0, seed=seed)
-    return tinyspeech.synthesize_corpus(utts, progress=False)
-
-
-def fitted_mel(path, n_utts=200):
-    """The MelCodec at path, or one fitted on n_utts utterances of the tiny corpus."""
-    if path:
-        return MelCodec.load(path)
-    t0 = time.perf_counter()
-    codec = MelCodec.fit(speech_corpus(n_utts, seed=1))
-    print(f"(fitted a MelCodec on {n_utts} espeak-ng utterances in {time.perf_counter() - t0:.1f} s)")
-    return codec
-
-
-def snac_context_table(seconds=10.0, contexts=((0, 0), (1, 1), (1, 2), (2, 2), (3, 3), (4, 4))):
-    """Windowed vs one-shot decode of random codes with a random-weight SNAC, noise off (and once with noise on)."""
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = make_random_snac(tmp)
-        codec, noisy = SnacCodec(folder, noise=False), SnacCodec(folder, noise=True)
-    levels = random_levels(round(seconds / (FRAME_SAMPLES / SAMPLE_RATE)))
-    reference = codec.decode(levels)
-    print(f"SNAC 24 kHz, random weights, noise off: {len(levels[0])} random frames ({len(reference) / SAMPLE_RATE:.1f} s), "
-          f"first block {FIRST_FRAMES} frame, then doubling up to {MAX_STEP_FRAMES}")
-    print("| left / right context (frames) | max abs difference | SNR vs one-shot (dB) |")
-    print("|---|---|---|")
-    for left, right in contexts:
-        streamed = stream_decode(codec, levels, left, right)
-        assert len(streamed) == len(reference)
-        print(f"| {left} / {right} | {np.abs(streamed - reference).max():.2e} | {snr_db(reference, streamed):.1f} |",
-              flush=True)
-    one_shot, again, streamed = noisy.decode(levels), noisy.decode(levels), stream_decode(noisy, levels)
-    print(f"| {LEFT_CONTEXT} / {RIGHT_CONTEXT}, decoder noise on | {np.abs(streamed - one_shot).max():.2e} | "
-          f"{snr_db(one_shot, streamed):.1f} (one-shot vs one-shot: {snr_db(one_shot, again):.1f}) |")
-
-
-def mel_context_table(codec, wavs, rights=(0, 1, 2, 3), iters=(16, 32, 64)):
-    """Block-wise Griffin-Lim (look-ahead `right` frames, `iters` iterations per block) against one
-    Griffin-Lim run over each whole utterance: how well the resynthesis matches its target log-mel, and how
-    close its waveform is to the global run's (phase retrieval has many answers, so the SNR is low for all)."""
-    seconds = sum(len(w) for w in wavs) / SAMPLE_RATE
-    levels = [codec.encode(w) for w in wavs]
-    targets = [codec.dequantize(l) for l in levels]
-
-    def log_mel_error(outs):
-        return np.mean([np.abs(log_mel(y, codec.filterbank) - t).mean() for y, t in zip(outs, targets)])
-
-    def run(c, whole):
-        t0 = time.perf_counter()
-        outs = [c.decode_block(l, 0, len(l[0]))[0] if whole else c.decode(l) for l in levels]
-        return outs, (time.perf_counter() - t0) / seconds
-
-    global_gl = MelCodec(codec.codebooks, codec.n_mels, 64, codec.gl_momentum)
-    reference, rtf = run(global_gl, True)
-    print(f"MelCodec on {len(wavs)} held-out espeak-ng utterances ({seconds:.1f} s); log-mel error: mean |log-mel of "
-          f"the decoded audio - the dequantized log-mel| (nats)")
-    print("| look-ahead (frames) | Griffin-Lim iterations | log-mel error | SNR vs global GL (dB) | streamed vs decode() max abs diff | decode RTF |")
-    print("|---|---|---|---|---|---|")
-    print(f"| whole utterance | 64 | {log_mel_error(reference):.3f} | - | - | {rtf:.3f} |")
-    for n in iters:
-        for right in rights:
-            c = MelCodec(codec.codebooks, codec.n_mels, n, codec.gl_momentum, lookahead=right)
-            outs, rtf = run(c, False)
-            diff = max(np.abs(stream_decode(c, l, push_size=10) - y).max() for l, y in zip(levels[:2], outs))
-            snr = np.mean([snr_db(r, y) for r, y in zip(reference, outs)])
-            print(f"| {right} | {n} | {log_mel_error(outs):.3f} | {snr:.1f} | {diff:.1e} | {rtf:.3f} |", flush=True)
-
-
-def median_time(fn, repeats=3):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-def stream_costs(codec, levels):
-    """Seconds per decode call of a stream pushed one frame at a time: (first call that emitted audio,
-    median seconds per emitted frame over the later calls). Warm: a first stream meets every window shape."""
-    stream_decode(codec, [l[:rate * 40] for l, rate in zip(levels, LEVEL_RATES)])  # 40 frames: every window shape
-    flat, decoder, first, per_frame = flatten(levels), StreamingDecoder(codec), None, []
-    for i in range(0, len(flat), FRAME_LEN):
-        t0 = time.perf_counter()
-        out = decoder.push(flat[i: i + FRAME_LEN])
-        dt = time.perf_counter() - t0
-        if len(out):
-            if first is None:
-                first = dt
-            else:
-                per_frame.append(dt / (len(out) // FRAME_SAMPLES))
-    return first, float(np.median(per_frame))
-
-
-def bench(threads=2, seconds=10.0, mel=None):
-    import tempfile
-    import torch
-    torch.set_num_threads(threads)
-    print(f"torch {torch.__version__}, {threads} threads; load average {os.getloadavg()[0]:.1f} "
-          f"(other processes on this machine slow every figure)")
-    wav = np.concatenate(speech_corpus(4, seed=2))
-    wav = np.resize(wav, round(seconds * SAMPLE_RATE)).astype(np.float32)  # repeat to `seconds` of speech
-    levels = random_levels(math.ceil(len(wav) / FRAME_SAMPLES))
-    with tempfile.TemporaryDirectory() as tmp:
-        snac = SnacCodec(make_random_snac(tmp))
-    snac.encode(wav), snac.decode(levels)  # warm up: the first calls pick kernels and allocate
-    enc, dec = median_time(lambda: snac.encode(wav)), median_time(lambda: snac.decode(levels))
-    print(f"SNAC (random weights, noise on) on {seconds:.0f} s: encode {enc:.2f} s (RTF {enc / seconds:.3f}), "
-          f"decode {dec:.2f} s (RTF {dec / seconds:.3f})")
-    first, per_frame = stream_costs(snac, levels)
-    print(f"SNAC streaming ({LEFT_CONTEXT}/{RIGHT_CONTEXT} context, first {FIRST_FRAMES} frame then up to {MAX_STEP_FRAMES}): "
-          f"first decode {first * 1e3:.0f} ms, then {per_frame * 1e3:.1f} ms per {FRAME_SAMPLES / SAMPLE_RATE * 1e3:.1f} ms frame")
-    codec = fitted_mel(mel)
-    utts = speech_corpus(100, seed=3)
-    t = median_time(lambda: [codec.encode(w) for w in utts], 1)
-    print(f"MelCodec encode: {sum(len(w) for w in utts) / SAMPLE_RATE / t:.0f} s of audio per second "
-          f"({len(utts)} utterances)")
-    levels = codec.encode(wav)
-    dec = median_time(lambda: codec.decode(levels))
-    first, per_frame = stream_costs(codec, levels)
-    print(f"MelCodec decode ({codec.gl_iters} Griffin-Lim iterations per block, look-ahead {codec.stream_context[1]} "
-          f"frame): {dec:.2f} s for {seconds:.0f} s (RTF {dec / seconds:.3f}); streaming: first decode "
-          f"{first * 1e3:.0f} ms, then {per_frame * 1e3:.1f} ms per frame")
+CLI_DEFAULTS = dict(
+    codec='snac',         # encode, decode: snac | snac:<hub id or folder> | mel:<codebooks.npz>
+    out='',               # fit: where the stand-in's codebooks go (.npz)
+    n_codes=CODEBOOK_SIZE,  # fit: codes per level (at most 4096)
+    seed=0,               # fit
+)
+USAGE = ("usage: python codec.py fit --out=mel.npz a.wav b.wav ... | encode in.wav codes.npy [--codec=...] | "
+         "decode codes.npy out.wav [--codec=...]")
 
 
 def main(argv):
-    args = [a for a in argv if not a.startswith('--')]
-    opts = dict(a[2:].split('=', 1) for a in argv if a.startswith('--') and '=' in a)
-    unknown = set(opts) - {'codec', 'out', 'threads', 'mel', 'n_codes', 'seed'}
-    if not args or unknown:
-        print(__doc__)
-        sys.exit(f"unknown option(s) {sorted(unknown)}" if unknown else 1)
-    command, args = args[0], args[1:]
-    if command == 'table':
-        import torch
-        torch.set_num_threads(int(opts.get('threads', 2)))
-        snac_context_table()
-        mel_context_table(fitted_mel(opts.get('mel')), speech_corpus(8, seed=4))
-    elif command == 'bench':
-        bench(int(opts.get('threads', 2)), mel=opts.get('mel'))
-    elif command == 'fit' and args and 'out' in opts:
-        codec = MelCodec.fit([load_audio(p) for p in args], int(opts.get('n_codes', CODEBOOK_SIZE)),
-                             int(opts.get('seed', 0)))
-        codec.save(opts['out'])
-        print(f"{opts['out']}: {codec.describe()}")
-    elif command == 'encode' and len(args) == 2:
-        levels = load_codec(opts.get('codec', 'snac')).encode(load_audio(args[0]))
-        np.save(args[1], flatten(levels))
-        print(f"{args[1]}: {len(levels[0])} frames, {len(levels[0]) * FRAME_LEN} codes")
-    elif command == 'decode' and len(args) == 2:
-        wav = load_codec(opts.get('codec', 'snac')).decode(unflatten(np.load(args[0])))
-        write_wav(args[1], wav)
-        print(f"{args[1]}: {len(wav) / SAMPLE_RATE:.2f} s")
+    words = [a for a in argv if not a.startswith('--')]
+    cfg = apply_overrides(CLI_DEFAULTS, [a for a in argv if a.startswith('--')])
+    command, files = (words[0], words[1:]) if words else ('', [])
+    if command == 'fit' and files and cfg['out']:
+        codec = MelCodec.fit([load_audio(p) for p in files], cfg['n_codes'], cfg['seed'])
+        codec.save(cfg['out'])
+        print(f"{cfg['out']}: {codec.describe()}")
+    elif command == 'encode' and len(files) == 2:
+        levels = load_codec(cfg['codec']).encode(load_audio(files[0]))
+        np.save(files[1], flatten(levels))
+        print(f"{files[1]}: {len(levels[0])} frames, {len(levels[0]) * FRAME_LEN} codes")
+    elif command == 'decode' and len(files) == 2:
+        wav = load_codec(cfg['codec']).decode(unflatten(np.load(files[0])))
+        write_wav(files[1], wav)
+        print(f"{files[1]}: {len(wav) / SAMPLE_RATE:.2f} s")
     else:
-        print(__doc__)
-        sys.exit(f"bad command line: {' '.join(argv)}")
+        raise ValueError(f"{' '.join(argv) or 'no command'}: {USAGE}")
 
 
 if __name__ == '__main__':
-    try:
-        main(sys.argv[1:])
-    except (ValueError, RuntimeError) as e:  # bad files, names or codes: say which, no traceback
-        sys.exit(f"error: {e}")
+    run(main)

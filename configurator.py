@@ -6,8 +6,16 @@ files (pure assignments `name = literal`, parsed, never executed) and `--key=val
 and returns a new dict. It rejects unknown keys and values whose type does not match the default
 (an int is accepted where a float is expected; a default of None accepts any literal), so a typo stops
 the run instead of passing silently. Derived values (tokens per step, schedules) belong after this call.
+
+Every script's command line goes through here, and every script runs its main() through run(): a mistake in the
+user's input (a bad flag, a missing file, bad data) ends in one line on stderr and exit status 2, a bug in a
+traceback.
 """
 import ast
+import os
+import sys
+
+REPO = os.path.dirname(os.path.abspath(__file__))
 
 
 def parse_config_file(path):
@@ -72,3 +80,32 @@ def apply_overrides(config, args, verbose=False):
             if verbose:
                 print(f"override {key} = {config[key]!r}  ({source})")
     return config
+
+
+USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, ImportError)
+
+
+def raised_by_this_project(e):
+    """True when the innermost frame that raised e is one of this repository's own files: its checks of flags,
+    files and data raise with a message meant for the user. The same exception types raised deep inside numpy or
+    torch are bugs, and keep their traceback."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and os.path.dirname(os.path.abspath(tb.tb_frame.f_code.co_filename)) == REPO
+
+
+def run(main, argv=None):
+    """Run a script's main(argv). A mistake in the user's input (a bad flag, a missing file, bad data) prints one
+    line, 'error: ...', to stderr and exits with status 2; Ctrl-C exits with 130; anything else is a bug and
+    raises with its traceback."""
+    try:
+        return main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        sys.exit(130)
+    except USER_ERRORS as e:
+        if not raised_by_this_project(e):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -24,7 +24,6 @@ espeak-ng is not bit-repeatable, and one shifted frame would misalign everything
 import json
 import math
 import os
-import sys
 import time
 import unicodedata
 import warnings
@@ -34,9 +33,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from configurator import apply_overrides
+from codec import codec_from_dict, resample, write_wav
+from common import load_checkpoint, pick_device
+from configurator import apply_overrides, run
+from generate import check_sampling
 from model import IGNORE_INDEX
-from prepare import load_split
+from sample import asr, decode_codes, tts
+from tokenfile import load_split
 from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SECONDS, HOP, N_LEVELS, POSITION_LEVEL, SAMPLE_RATE, TASKS, unflatten
 
 config = dict(
@@ -353,7 +356,6 @@ def whisper_transcriber(spec, device):
     machine is used: openai-whisper's cache (~/.cache/whisper) or a Hugging Face cache / local folder."""
     if not spec:
         return None, 'disabled (--whisper=)'
-    from codec import resample
     to_16k = lambda wav: resample(wav, SAMPLE_RATE, WHISPER_RATE)
     try:
         import whisper
@@ -391,19 +393,16 @@ def whisper_transcriber(spec, device):
 
 def rebuild_codec(ckpt, device):
     """The checkpoint's codec, or (None, why not): audio is only decoded when there is a codec to decode it."""
-    import codec as codec_lib
     if 'codec' not in ckpt or ckpt['codec'] is None:
         return None, 'the checkpoint carries no codec'
     try:
-        return codec_lib.codec_from_dict(ckpt['codec'], device=device if device.startswith('cuda') else 'cpu'), None
+        return codec_from_dict(ckpt['codec'], device=device if device.startswith('cuda') else 'cpu'), None
     except (ValueError, RuntimeError, OSError) as e:
         return None, f"the checkpoint's codec cannot be rebuilt ({e})"
 
 
 def write_samples(folder, picks, codec, chosen, gen_codes, round_trip):
     """A few generated wavs with their references and texts, for listening. -> list of records."""
-    from codec import write_wav
-    from sample import decode_codes
     os.makedirs(folder, exist_ok=True)
     records = []
     for k in picks:
@@ -447,7 +446,6 @@ def pick_utterances(utts, n, tok, tokens, idx, block, room, rng):
 def generation_measures(model, tok, chosen, room, cfg, notes):
     """Greedy ASR of the reference codes; TTS under the frame grammar; the model's own ASR of its TTS codes.
     -> (asr report, tts report, generated codes, round-trip transcripts)."""
-    from sample import asr, tts
     block = model.config.block_size
     refs, groups = [u['text'] for u in chosen], [speaker_group(u) for u in chosen]
     t0 = time.time()
@@ -487,7 +485,6 @@ def generation_measures(model, tok, chosen, room, cfg, notes):
 def audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes):
     """Decoded audio, when the checkpoint's codec can be rebuilt: Whisper WER (of the generated audio and, as its
     ceiling, of the reference codes decoded the same way) and a few wavs to listen to. -> (whisper report, samples)."""
-    from sample import decode_codes
     codec, why = rebuild_codec(ckpt, device)
     if codec is None:
         notes.append(f"audio not decoded: {why}")
@@ -526,7 +523,7 @@ def probe_measure(ckpt, cfg, tok, utts, tokens, idx, records, rng, device, notes
 
 def evaluate_checkpoint(cfg):
     """Every measure on one checkpoint and dataset split -> the report dict (main() writes it as JSON)."""
-    from sample import load_checkpoint, pick_device
+    check_sampling(cfg['tts_temperature'], cfg['tts_top_k'], None, ('--tts_temperature', '--tts_top_k', ''))
     t_start = time.time()
     device = pick_device(cfg['device'])
     meta_path = os.path.join(cfg['data'], 'meta.json')
@@ -689,4 +686,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    run(main)

@@ -9,9 +9,9 @@ Notable choices:
   scaled_dot_product_attention, a GELU MLP, no biases, optional weight tying (on by default)
 - forward(idx, targets) returns (logits, loss); targets equal to IGNORE_INDEX (-1) carry no loss, which
   is how training puts the loss on the target span only (TTS: the audio, ASR: the transcript)
-- a static KV cache the gpt-fast way: preallocated buffers, prefill then one-token decode; `forward_naive`
-  recomputes everything and is kept as the reference the tests compare against
-- generate() takes a logits hook, so sample.py can apply the audio frame grammar
+- `hidden(idx, start)` also writes into a static KV cache the gpt-fast way (preallocated buffers, one per layer);
+  generate.py sets the cache up and runs prefill, one-token decoding and sampling. `forward_naive` recomputes
+  everything and is kept as the reference the tests compare against
 
 Run it to print a model's parameter counts and FLOPs:  python model.py --n_layer=4 --n_embd=256
 """
@@ -22,12 +22,10 @@ from dataclasses import dataclass, asdict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from configurator import apply_overrides
 
 IGNORE_INDEX = -1
-# attention kernels for a prompt: not cuDNN's, which is set up anew for every sequence length (in bf16 on an H100
-# that took 40 ms a length, up to 750 ms; flash and memory-efficient attention took 0.05 ms)
-PREFILL_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 @dataclass
@@ -111,7 +109,7 @@ class CausalSelfAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         if T == 1 and mask is None and start is not None and x.device.type != 'cpu':
             # one new token over the cache on a GPU: two batched matrix-vector products and a softmax, written out.
-            # In bf16, SDPA picked cuDNN's kernel there, set up anew for every cache length (see PREFILL_ATTENTION):
+            # In bf16, SDPA picked cuDNN's kernel there, set up anew for every cache length (see generate.PREFILL_ATTENTION):
             # one-shot TTS decoded at 14 tokens/s on an H100 that way, 150 this way. (On CPU, inductor's attention
             # pattern turns this form back into the CPU flash kernel anyway: SDPA it is, eager or compiled.)
             y = attend_one_token(q, k, v)
@@ -162,7 +160,6 @@ class GPT(nn.Module):
         cos, sin = rotary_tables(config.n_embd // config.n_head, config.block_size, config.rope_theta)
         self.register_buffer('cos', cos, persistent=False)
         self.register_buffer('sin', sin, persistent=False)
-        self.decode_step = None  # compile_decoding() sets a compiled decode_one here
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer) so the residual stream keeps its size
         for name, p in self.named_parameters():
@@ -198,16 +195,11 @@ class GPT(nn.Module):
         """Model FLOPs utilisation: achieved training FLOP/s over the device's peak."""
         return self.flops_per_token(seq_len, logit_fraction) * tokens_per_second / peak_flops
 
-    # --- training / full-sequence forward
-    def forward(self, idx, targets=None, start=None, mask=None, all_logits=True, head_rows=None):
-        """idx (B, T) -> (logits, loss). With targets: logits for every position and the mean loss over
-        targets != IGNORE_INDEX. Without: logits for the last position only (B, 1, V).
-        all_logits=False (training): returns (None, loss) and, outside torch.compile, runs the output layer only
-        at the positions that carry a loss. With a 12.5k-id vocabulary the output layer is most of a small model's
-        work, and an ASR window's loss sits on its transcripts only: a tiny-demo step ran ~1.8x faster.
-        start: write into the KV cache from this position (inference; see setup_cache).
-        head_rows (lo, hi), without targets: logits for ids lo..hi-1 only (B, 1, hi - lo). Inside an audio span the
-        frame grammar allows one code range, a third of the vocabulary (sample.FrameGrammar.head_rows)."""
+    # --- forward
+    def hidden(self, idx, start=None, mask=None):
+        """idx (B, T) -> the final normed hidden states (B, T, C). start: also write keys and values into the KV
+        cache from this position, and attend to all of it (generate.py sets the cache up); mask (B, 1, T, L) bool
+        keeps left padding out of attention."""
         B, T = idx.size()
         pos0 = 0 if start is None else start
         assert pos0 + T <= self.config.block_size, f"sequence of {pos0 + T} tokens exceeds block_size {self.config.block_size}"
@@ -215,10 +207,17 @@ class GPT(nn.Module):
         x = self.drop(self.wte(idx))  # (B, T, C)
         for block in self.blocks:
             x = block(x, cos, sin, start, mask)
-        x = norm(x)
+        return norm(x)
+
+    def forward(self, idx, targets=None, all_logits=True):
+        """idx (B, T) -> (logits, loss). With targets: logits for every position and the mean loss over
+        targets != IGNORE_INDEX. Without: logits for the last position only (B, 1, V).
+        all_logits=False (training): returns (None, loss) and, outside torch.compile, runs the output layer only
+        at the positions that carry a loss. With a 12.5k-id vocabulary the output layer is most of a small model's
+        work, and an ASR window's loss sits on its transcripts only: a tiny-demo step ran ~1.8x faster."""
+        x = self.hidden(idx)
         if targets is None:
-            lo, hi = head_rows or (0, self.config.vocab_size)  # the padded ids are never computed
-            return F.linear(x[:, -1:, :], self.lm_head.weight[lo:hi]), None  # (B, 1, hi - lo)
+            return F.linear(x[:, -1:, :], self.lm_head.weight[:self.config.vocab_size]), None  # (B, 1, V)
         if not all_logits and not torch.compiler.is_compiling():  # compiled graphs want static shapes: all positions
             counted = targets != IGNORE_INDEX
             x, targets = x[counted], targets[counted]  # (N, C), (N,)
@@ -230,110 +229,7 @@ class GPT(nn.Module):
 
     def forward_naive(self, idx):
         """All-position logits (B, T, V) without any cache: the reference for tests."""
-        x = self.wte(idx)
-        cos, sin = self.cos[:idx.size(1)], self.sin[:idx.size(1)]
-        for block in self.blocks:
-            x = block(x, cos, sin)
-        return self.lm_head(norm(x))[..., :self.config.vocab_size]
-
-    # --- inference with a static KV cache
-    def setup_cache(self, batch_size, max_len=None, dtype=None):
-        """Preallocate every layer's keys and values. The cache takes the weights' dtype, except on CPU, where it
-        stays float32: without native bf16 arithmetic (AVX2), bf16 attention over 1024 cached positions costs ~6x
-        float32's and made bf16 weights slower than float32 at long context (bench_generate.py)."""
-        max_len = max_len or self.config.block_size
-        device = self.wte.weight.device
-        dtype = dtype or (torch.float32 if device.type == 'cpu' else self.wte.weight.dtype)
-        for block in self.blocks:
-            a = block.attn
-            if a.cache is None or a.cache.k.shape != (batch_size, a.n_head, max_len, a.head_dim) or \
-                    a.cache.k.dtype != dtype or a.cache.k.device != device:  # else reuse it: stale rows are never read
-                a.cache = KVCache(batch_size, max_len, a.n_head, a.head_dim, dtype).to(device)
-        if device.type == 'cpu' and self.wte.weight.dtype == torch.float32:  # bf16 on AVX2 ran 3x slower this way
-            self.store_weights_transposed()
-
-    def store_weights_transposed(self):
-        """Keep every linear weight (out, in) in column-major memory, so that F.linear reads W.T row-major. The
-        values do not change. For one token at a time on CPU, the (12.8k, 256) output layer ran 4x faster that way
-        (one-thread vs two-thread matrix-vector kernels) and a whole decode step ~1.2x (bench_generate.py)."""
-        for module in self.modules():
-            w = module.weight if isinstance(module, nn.Linear) else None
-            if w is not None and w.is_contiguous() and w.size(0) > 1 and w.size(1) > 1:
-                w.data = w.data.t().contiguous().t()
-
-    def compile_decoding(self):
-        """torch.compile the one-token step that generate_tokens() repeats (gpt-fast's trick; the prefill stays
-        eager). On CPU with freezing, which folds the weights in as constants, so call it once the weights are
-        final: a 6 M-parameter model then decodes 1.2-1.5x faster than eager, after ~12 s of compiling. Its own
-        kernels (norms, rotary, GELU, residuals) run on one thread there: on vectors of a few hundred numbers,
-        waking a second thread costs more than it saves (5-13 % more tokens/s in four paired runs at 1024; the
-        matrix products keep torch's threads)."""
-        options = {'freezing': True, 'cpp.threads': 1} if self.wte.weight.device.type == 'cpu' else None
-        self.decode_step = torch.compile(self.decode_one, dynamic=True, options=options)
-
-    def prefill(self, idx, valid=None):
-        """Run the prompt (B, T) through the model, filling the cache from position 0. valid (B, T) bool
-        marks real tokens of left-padded prompts; padding is never attended to. Returns last logits (B, V)."""
-        mask = None
-        if valid is not None and not bool(valid.all()):
-            T = idx.size(1)
-            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
-            mask = (causal[None] & valid[:, None, :])[:, None]  # (B, 1, T, T)
-            mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)  # a pad query sees itself: no NaN
-        with sdpa_kernel(PREFILL_ATTENTION):
-            logits, _ = self(idx, start=0, mask=mask)
-        return logits[:, -1, :]
-
-    def decode_one(self, token, pos, valid=None, head_rows=None):
-        """One new token per row (B, 1) at position pos, attending to the cache. Returns logits (B, V), or
-        (B, hi - lo) for head_rows (lo, hi)."""
-        mask = None if valid is None else valid[:, None, None, :pos + 1]  # (B, 1, 1, pos+1)
-        logits, _ = self(token, start=pos, mask=mask, head_rows=head_rows)
-        return logits[:, -1, :]
-
-    @torch.inference_mode()
-    def generate_tokens(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
-                        logits_hook=None, stop_token=None, valid=None):
-        """Yield (B,) new tokens one step at a time (a generator, so streaming needs no threads).
-        logits_hook(logits (B, V), seq (B, t)) -> logits lets the caller mask what may come next. A hook with a
-        head_rows(seq) -> (lo, hi) method also says which ids can be legal next: the output layer then computes only
-        those rows, and the others read -inf (bench_generate.py's TTS columns).
-        Rows that emitted stop_token keep emitting it; the generator ends when all rows have."""
-        B, T = idx.size()
-        assert T + max_new_tokens <= self.config.block_size, \
-            f"prompt {T} + {max_new_tokens} new tokens exceeds block_size {self.config.block_size}"
-        gen = torch.Generator(device=idx.device)
-        gen.manual_seed(seed if seed is not None else torch.seed())
-        # a compiled step gets a cache as long as the whole context, so that it meets one cache shape whatever the
-        # request (else it compiles again); eager decoding takes only what this request needs
-        self.setup_cache(B, None if self.decode_step is not None else T + max_new_tokens)
-        if valid is not None:
-            valid = torch.cat([valid, torch.ones(B, max_new_tokens, dtype=torch.bool, device=idx.device)], 1)
-        seq = idx
-        head_rows = getattr(logits_hook, 'head_rows', None)
-        done = torch.zeros(B, dtype=torch.bool, device=idx.device)
-        logits = self.prefill(idx, None if valid is None else valid[:, :T])
-        for step in range(max_new_tokens):
-            if logits_hook is not None:
-                logits = logits_hook(logits, seq)
-            nxt = sample_logits(logits, temperature, top_k, top_p, gen)  # (B,)
-            if stop_token is not None:
-                nxt = torch.where(done, torch.full_like(nxt, stop_token), nxt)
-                done = done | (nxt == stop_token)
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
-            yield nxt
-            if stop_token is not None and bool(done.all()):
-                return
-            if step + 1 < max_new_tokens:
-                rows = head_rows(seq) if head_rows is not None else None
-                logits = (self.decode_step or self.decode_one)(nxt[:, None], T + step, valid, rows)
-                if rows is not None:
-                    logits = F.pad(logits, (rows[0], self.config.vocab_size - rows[1]), value=float('-inf'))
-
-    def generate(self, idx, max_new_tokens, **kwargs):
-        """(B, T) prompt -> (B, T + n) with the generated tokens appended."""
-        new = list(self.generate_tokens(idx, max_new_tokens, **kwargs))
-        return torch.cat([idx] + [t[:, None] for t in new], dim=1)
+        return self.lm_head(self.hidden(idx))[..., :self.config.vocab_size]
 
     # --- optimizer
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
@@ -346,42 +242,7 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
 
 
-def sample_logits(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
-    """(B, V) logits -> (B,) ids. temperature 0 means greedy."""
-    logits = logits.float()
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float('-inf'))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop = cum - sorted_logits.softmax(dim=-1) > top_p  # keep the smallest set whose mass reaches top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float('-inf'))
-        logits = torch.full_like(logits, float('-inf')).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(dim=-1)
-    # inverse-CDF draw: one uniform per row and a binary search. torch.multinomial over a 12.8k vocabulary
-    # costs ~0.5 ms on CPU, a sixth of a whole decode step of a 6 M-parameter model (bench_generate.py).
-    # A zero-probability id spans an empty interval of the CDF, so it is never drawn; u is kept strictly
-    # below the total so that float rounding cannot run past the last id.
-    cdf = probs.cumsum(dim=-1)  # (B, V)
-    total = cdf[:, -1:]  # (B, 1), 1 up to rounding
-    u = torch.rand(total.shape, generator=generator, device=probs.device) * total
-    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
-    return torch.searchsorted(cdf, u, right=True)[:, 0]
-
-
-def model_from_checkpoint(ckpt, device='cpu'):
-    """Rebuild a GPT from a checkpoint dict (train.py writes 'model_args' and 'model')."""
-    model = GPT(GPTConfig(**ckpt['model_args']))
-    model.load_state_dict(ckpt['model'])
-    return model.to(device).eval()
-
-
 if __name__ == '__main__':
-    from configurator import apply_overrides
     cfg = apply_overrides(asdict(GPTConfig()), sys.argv[1:])
     model = GPT(GPTConfig(**cfg))
     print(model.config)

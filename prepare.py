@@ -8,9 +8,8 @@ Prepare a dataset: speech + transcripts -> SNAC-layout codes -> task sequences -
     python prepare.py --source=mls --name=mls_local --files='mirror/part_*.csv' --encoding=byte
     python prepare.py --source=folder --path=/tmp/tiny_wavs --name=mine --codec=mel:data/tiny/codec.npz
     python prepare.py --source=tiny --name=tiny --force                  # rebuild a complete dataset
-    python prepare.py --bench                                  # parsing and encoding speed
 
-Sources, one output format (read it back with load_split):
+Sources, one output format (tokenfile.py; read it back with tokenfile.load_split):
   tiny    tinyspeech.py: template sentences spoken by espeak-ng voices; the val split holds held-out sentences
           spoken by training speakers and by held-out speakers (utterances.jsonl: speaker_heldout).
   mls     CSV shards (columns text, snac24khz; SNAC codes as a string of ints, 7 per frame, depth-first) from a
@@ -52,7 +51,12 @@ from collections import Counter
 from fnmatch import fnmatch
 
 import numpy as np
+from tqdm import tqdm
 
+import codec as codec_lib
+import tinyspeech
+from configurator import apply_overrides, run
+from tokenfile import VERSION, atomic_write, write_token_chunks
 from tokenizer import (CODEBOOK_SIZE, FRAME_LEN, FRAME_SAMPLES, FRAME_SECONDS, LEVEL_RATES, N_LEVELS, SAMPLE_RATE,
                        TASKS, Tokenizer, flatten, token_dtype, unflatten)
 
@@ -78,30 +82,18 @@ config = dict(
     path='',                  # folder: the directory
     val_fraction=0.05,        # mls, folder: share of speakers (or transcripts) held out
     min_seconds=0.5, max_seconds=40.0, max_text_chars=1000,  # row validation bounds
-    bench=False,              # print speed figures instead of preparing
 )
-MAGIC, VERSION, HEADER_INTS = 20241122, 1, 256
 SNAC_CODES_COLUMN, TEXT_COLUMN = 'snac24khz', 'text'
 DESC_COLUMNS = ('text_description', 'description', 'desc')  # the first one present gives the <desc> prefix
 SPEAKER_COLUMNS = ('speaker_id', 'speaker')  # the first one present keys the train/val split
 SEPARATORS = ('#', str(CODEBOOK_SIZE + 1))  # some copies put one before every frame and one at the end
 AUDIO_EXTENSIONS = ('.wav',)  # what codec.load_audio reads
 MAX_SKIP_EXAMPLES = 5  # per reason, in meta.json
+SKIP_WARN_SHARE = 0.5  # more rows skipped than this share ends the run with a warning
 SPLITS = ('train', 'val')
 
 # -----------------------------------------------------------------------------
-# the token files: header + ids, written atomically, checked on read
-
-def atomic_write(path, write):
-    """write(tmp_path), then rename: a reader never sees half a file."""
-    tmp = f"{path}.tmp{os.getpid()}{os.path.splitext(path)[1]}"  # keep the extension: np.save/savez append one
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
+# small files, written atomically (tokenfile.atomic_write)
 
 def save_json(path, obj):
     def write(tmp):
@@ -121,85 +113,6 @@ def save_jsonl(path, records):
                 f.write(json.dumps(r) + '\n')
     atomic_write(path, write)
 
-
-def write_token_chunks(path, chunks, vocab_size, n_examples=0):
-    """Header + the concatenation of chunks (arrays of ids), streamed: parts need not fit in memory together."""
-    dtype = token_dtype(vocab_size)
-
-    def write(tmp):
-        n = 0
-        with open(tmp, 'wb') as f:
-            f.write(np.zeros(HEADER_INTS, np.int64).tobytes())  # placeholder until n_tokens is known
-            for chunk in chunks:
-                chunk = np.asarray(chunk)
-                if chunk.size and (chunk.min() < 0 or chunk.max() >= vocab_size):
-                    raise ValueError(f"{path}: token id {int(chunk.max())} or {int(chunk.min())} outside the "
-                                     f"vocabulary of {vocab_size}")
-                f.write(chunk.astype(dtype, copy=False).tobytes())
-                n += chunk.size
-            header = np.zeros(HEADER_INTS, np.int64)
-            header[:5] = [MAGIC, VERSION, np.dtype(dtype).itemsize, n, n_examples]
-            f.seek(0)
-            f.write(header.tobytes())
-    atomic_write(path, write)
-
-
-def write_tokens(path, tokens, vocab_size, n_examples=0):
-    """One token file: 256 int64 header [MAGIC, VERSION, itemsize, n_tokens, n_examples, 0...] + ids."""
-    write_token_chunks(path, [tokens], vocab_size, n_examples)
-
-
-def read_header(path):
-    size = os.path.getsize(path)
-    if size < HEADER_INTS * 8:
-        raise ValueError(f"{path}: {size} bytes is too short for a token file header ({HEADER_INTS * 8} bytes): "
-                         f"truncated or not a token file; rerun prepare.py")
-    header = np.fromfile(path, dtype=np.int64, count=HEADER_INTS)
-    magic, version, itemsize, n_tokens, n_examples = (int(x) for x in header[:5])
-    if magic != MAGIC:
-        raise ValueError(f"{path}: not a token file written by prepare.py (magic {magic}, expected {MAGIC})")
-    if version != VERSION:
-        raise ValueError(f"{path}: token file version {version}, this code reads version {VERSION}; rerun prepare.py")
-    if itemsize not in (2, 4):
-        raise ValueError(f"{path}: bad item size {itemsize} in the header")
-    expected = HEADER_INTS * 8 + n_tokens * itemsize
-    if size != expected:
-        raise ValueError(f"{path}: {size} bytes but the header promises {n_tokens} tokens of {itemsize} bytes "
-                         f"({expected} bytes): truncated or stale; rerun prepare.py")
-    return dict(itemsize=itemsize, n_tokens=n_tokens, n_examples=n_examples)
-
-
-def read_tokens(path):
-    """The ids of a token file as a read-only np.memmap (uint16 or uint32), header checked."""
-    h = read_header(path)
-    dtype = np.uint16 if h['itemsize'] == 2 else np.uint32
-    if h['n_tokens'] == 0:
-        return np.zeros(0, dtype)  # an empty file cannot be memory-mapped
-    return np.memmap(path, dtype=dtype, mode='r', offset=HEADER_INTS * 8, shape=(h['n_tokens'],))
-
-
-def load_split(data_dir, split):
-    """(tokens memmap, idx (n_examples, 4) [start, length, task, target_start], meta dict) of a prepared split."""
-    meta_path = os.path.join(data_dir, 'meta.json')
-    if not os.path.exists(meta_path):
-        raise FileNotFoundError(f"{data_dir} is not a prepared dataset (no meta.json, perhaps interrupted): "
-                                f"run prepare.py")
-    with open(meta_path) as f:
-        meta = json.load(f)
-    if meta.get('format_version') != VERSION:
-        raise ValueError(f"{meta_path}: format version {meta.get('format_version')}, expected {VERSION}; rerun prepare.py")
-    tokens = read_tokens(os.path.join(data_dir, f'{split}.bin'))
-    idx = np.load(os.path.join(data_dir, f'{split}.idx.npy'))
-    expected_dtype = token_dtype(meta['vocab']['vocab_size'])
-    if tokens.dtype != expected_dtype:
-        raise ValueError(f"{data_dir}/{split}.bin holds {tokens.dtype} but the vocabulary of "
-                         f"{meta['vocab']['vocab_size']} needs {np.dtype(expected_dtype).name}: stale files")
-    n_examples = read_header(os.path.join(data_dir, f'{split}.bin'))['n_examples']
-    if idx.ndim != 2 or idx.shape[1] != 4 or len(idx) != n_examples:
-        raise ValueError(f"{data_dir}/{split}.idx.npy has shape {idx.shape}, expected ({n_examples}, 4): stale files")
-    if len(idx) and idx[-1, 0] + idx[-1, 1] != len(tokens):
-        raise ValueError(f"{data_dir}/{split}.idx.npy does not end where {split}.bin ends: stale files")
-    return tokens, idx, meta
 
 # -----------------------------------------------------------------------------
 # task sequences: the mixture, one split's examples, skip and repair counts
@@ -436,7 +349,9 @@ def iter_rows(path):
                 yield n, row
         return
     csv.field_size_limit(sys.maxsize)  # a long utterance's code string is far above the 128 KB default
-    with open(path, newline='', encoding='utf-8', errors='replace') as f:
+    # utf-8-sig: spreadsheets and pandas' to_csv(encoding='utf-8-sig') start the file with a byte-order mark, which
+    # plain utf-8 would keep in the first column's name ('\ufefftext'), and every row would lack its text column
+    with open(path, newline='', encoding='utf-8-sig', errors='replace') as f:
         for n, row in enumerate(csv.DictReader(f), start=1):
             yield n, row
 
@@ -556,7 +471,6 @@ def shard_jobs(opts, parts_dir):
 def run_shards(jobs, opts):
     """Run prepare_shard over jobs (workers in parallel) and return the finished jobs to use, in order:
     all of them, or with --hours the shortest prefix whose training + val audio reaches that many hours."""
-    from tqdm import tqdm
     want_hours = opts['hours']
     done = {}
 
@@ -610,10 +524,9 @@ def prepare_mls(opts, out_dir, tok):
     for d in dones:
         skips.merge(Skips(d['skips']))
     parts = {s: [load_shard_part(j['out'], s) for j in jobs] for s in SPLITS}
-    from codec import DEFAULT_SNAC
-    codec = dict(kind='snac', source=DEFAULT_SNAC, stand_in=False, sample_rate=SAMPLE_RATE, frame_samples=FRAME_SAMPLES,
+    codec = dict(kind='snac', source=codec_lib.DEFAULT_SNAC, stand_in=False, sample_rate=SAMPLE_RATE, frame_samples=FRAME_SAMPLES,
                  codebook_size=CODEBOOK_SIZE,
-                 label=f"SNAC 24 kHz ({DEFAULT_SNAC}), codes as stored in {opts['files'] or opts['repo']}")
+                 label=f"SNAC 24 kHz ({codec_lib.DEFAULT_SNAC}), codes as stored in {opts['files'] or opts['repo']}")
     info = dict(shards=[j['name'] for j in jobs], rows=sum(d['rows'] for d in dones))
     return parts, skips, codec, None, info
 
@@ -622,14 +535,13 @@ def prepare_mls(opts, out_dir, tok):
 
 def snac_available(timeout=3.0):
     """True when pretrained SNAC can load: cached locally, or the hub answers within timeout seconds."""
-    from codec import DEFAULT_SNAC
     try:
         from huggingface_hub import HfApi, try_to_load_from_cache
-        if isinstance(try_to_load_from_cache(DEFAULT_SNAC, 'pytorch_model.bin'), str):
+        if isinstance(try_to_load_from_cache(codec_lib.DEFAULT_SNAC, 'pytorch_model.bin'), str):
             return True
         if os.environ.get('HF_HUB_OFFLINE', '').lower() in ('1', 'true', 'yes', 'on'):
             return False
-        HfApi().model_info(DEFAULT_SNAC, timeout=timeout)
+        HfApi().model_info(codec_lib.DEFAULT_SNAC, timeout=timeout)
         return True
     except Exception:
         return False
@@ -638,7 +550,6 @@ def snac_available(timeout=3.0):
 def open_codec(spec, train_wavs, out_dir, seed):
     """(codec, spec as resolved, file name of a saved stand-in codec or None). 'mel' fits the stand-in on
     train_wavs (a function returning the training audio, so nothing is synthesized or read twice)."""
-    import codec as codec_lib
     if spec == 'auto':
         if snac_available():
             try:
@@ -671,7 +582,6 @@ def training_audio(utts, wavs):
 
 def encode_utterances(utts, wavs, codec, tok, opts, skips):
     """Encode audio, build the task examples, sort them into splits -> {split: part}."""
-    from tqdm import tqdm
     writers = {s: SplitWriter(tok) for s in SPLITS}
     rng = np.random.default_rng(opts['seed'])
     for u, wav in tqdm(list(zip(utts, wavs)), desc='encoding', unit='utt'):
@@ -692,7 +602,6 @@ def encode_utterances(utts, wavs, codec, tok, opts, skips):
 
 
 def prepare_tiny(opts, out_dir, tok):
-    import tinyspeech
     who = tinyspeech.speaker_choice(opts)
     utts = tinyspeech.make_corpus(opts['n_train'], opts['n_val'], opts['seed'], **who)
     skips = Skips()
@@ -713,7 +622,7 @@ def folder_items(path, skips):
         mpath = os.path.join(path, manifest)
         if not os.path.exists(mpath):
             continue
-        with open(mpath, newline='', encoding='utf-8') as f:
+        with open(mpath, newline='', encoding='utf-8-sig') as f:  # a byte-order mark is not part of the header
             rows = enumerate(csv.DictReader(f) if manifest.endswith('.csv') else f, start=1)
             for n, row in rows:
                 if manifest.endswith('.jsonl'):
@@ -742,7 +651,7 @@ def folder_items(path, skips):
             if not os.path.exists(txt):
                 skips.skip('missing transcript', file=n, row=None, field='text', detail=f"no {stem}.txt")
                 continue
-            with open(txt, encoding='utf-8', errors='replace') as f:
+            with open(txt, encoding='utf-8-sig', errors='replace') as f:
                 items.append((n, os.path.join(path, n), f.read().strip(), None, None))
         elif ext == '.txt' and stem not in stems:
             skips.skip('missing audio', file=n, row=None, field='audio', detail=f"no audio file named {stem}.*")
@@ -750,7 +659,6 @@ def folder_items(path, skips):
 
 
 def prepare_folder(opts, out_dir, tok):
-    import codec as codec_lib
     if not opts['path'] or not os.path.isdir(opts['path']):
         raise FileNotFoundError(f"--source=folder needs --path=<a directory>, got {opts['path']!r}")
     skips = Skips()
@@ -836,7 +744,7 @@ def utterance_records(parts):
 
 def options_key(opts):
     """The options that decide what a prepared folder holds (not how fast it was made)."""
-    return {k: v for k, v in opts.items() if k not in ('force', 'bench', 'workers', 'out_dir', 'name')}
+    return {k: v for k, v in opts.items() if k not in ('force', 'workers', 'out_dir', 'name')}
 
 
 def is_up_to_date(out_dir, opts):
@@ -887,6 +795,8 @@ def prepare(opts):
         os.remove(os.path.join(out_dir, 'meta.json'))  # until the new one lands, the folder is incomplete
     source = dict(tiny=prepare_tiny, mls=prepare_mls, folder=prepare_folder)[opts['source']]
     parts, skips, codec_desc, codec_file, info = source(opts, out_dir, tok)
+    kept = {s: sum(p['stats']['n_utterances'] for p in plist) for s, plist in parts.items()}
+    check_kept(kept, skips)
     splits = write_dataset(out_dir, tok, parts)
     meta = dict(format_version=VERSION, vocab=tok.to_dict(), dtype=np.dtype(token_dtype(tok.vocab_size)).name,
                 tasks=list(TASKS), codec=codec_desc, codec_file=codec_file, source=opts['source'], source_info=info,
@@ -895,7 +805,32 @@ def prepare(opts):
                 splits=splits, **skips.to_dict(), build_seconds=round(time.time() - t0, 1))
     save_json(os.path.join(out_dir, 'meta.json'), meta)  # last: its presence means the folder is complete
     print(summary(out_dir, meta))
+    warn_if_mostly_skipped(sum(kept.values()), skips)
     return meta
+
+
+def skip_report(skips):
+    """'7 x 'missing column' (e.g. part_0 row 1 text: ...), ...': each reason with its count and two examples."""
+    return '; '.join(f"{n} x {reason!r} (e.g. " + ', '.join(where(e) for e in skips.examples.get(reason, [])[:2]) + ")"
+                     for reason, n in skips.skipped.most_common())
+
+
+def check_kept(kept, skips):
+    """Refuse to write a dataset without training utterances: train.py would train on nothing. Nothing is written,
+    and meta.json is already gone, so no earlier build of the folder passes for this one."""
+    if kept['train']:
+        return
+    what = 'every row was skipped' if not sum(kept.values()) else f"all {kept['val']} kept utterances fell in val"
+    raise ValueError(f"no training utterance: {what}, nothing written. Skipped {sum(skips.skipped.values())}: "
+                     f"{skip_report(skips) or 'none'}")
+
+
+def warn_if_mostly_skipped(n_kept, skips):
+    """Say loudly, last, when more than SKIP_WARN_SHARE of the rows were skipped: a schema or path mistake looks so."""
+    n_skipped = sum(skips.skipped.values())
+    if n_skipped > SKIP_WARN_SHARE * (n_kept + n_skipped):
+        print(f"\nWARNING: {n_skipped} of {n_kept + n_skipped} rows ({n_skipped / (n_kept + n_skipped):.0%}) were "
+              f"skipped: {skip_report(skips)}", file=sys.stderr)
 
 
 def where(e):
@@ -930,74 +865,11 @@ def summary(out_dir, meta):
         lines.append("skipped: none")
     return '\n'.join(lines)
 
-# -----------------------------------------------------------------------------
-# speed figures (printed, never asserted)
 
-def synthetic_mls_rows(n_rows, seed=0, style='plain'):
-    """Rows in the real schema with random codes: ~10 s of audio and a 150-character transcript each."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n_rows):
-        n_frames = int(rng.integers(60, 200))
-        codes = rng.integers(0, CODEBOOK_SIZE, (n_frames, FRAME_LEN))
-        if style == 'plain':
-            s = ' '.join(map(str, codes.reshape(-1)))
-        else:
-            sep = '#' if style == 'hash' else SEPARATORS[1]
-            s = ' '.join(f"{sep} " + ' '.join(map(str, f)) for f in codes) + f" {sep}"
-        rows.append(dict(text=' '.join(['word'] * 30), snac24khz=s, text_description='a calm voice', speaker_id=str(i % 50)))
-    return rows
-
-
-def bench(n_rows=2000, n_utts=200):
-    import tempfile
-    opts = resolve_options(dict(config, encoding='byte', source='mls'))
-    print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}")
-    with tempfile.TemporaryDirectory() as tmp:
-        for style in ('plain', 'hash', str(CODEBOOK_SIZE + 1)):
-            path = os.path.join(tmp, f'part_{style}.csv')
-            rows = synthetic_mls_rows(n_rows, style=style)
-            with open(path, 'w', newline='') as f:
-                w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
-            mb = os.path.getsize(path) / 1e6
-            t0 = time.time()
-            n_codes = sum(len(validate_row(r, opts)[1]) for _, r in iter_rows(path))
-            t_parse = time.time() - t0
-            t0 = time.time()
-            done = prepare_shard(dict(name=f'bench_{style}', path=path, out=os.path.join(tmp, style), opts=opts,
-                                      source=dict(path=path)))
-            t_all = time.time() - t0
-            n_tokens = sum(t['tokens'] for s in done['stats'].values() for t in s['tasks'].values())
-            print(f"mls rows, separators={style:5s}: {mb:.1f} MB CSV; read+parse+validate {n_rows / t_parse:,.0f} rows/s "
-                  f"{n_codes / t_parse / 1e6:.2f} M codes/s; + tokenize + write {n_rows / t_all:,.0f} rows/s "
-                  f"{n_tokens / t_all / 1e6:.2f} M output tokens/s")
-    import codec as codec_lib
-    import tinyspeech
-    utts = tinyspeech.make_corpus(n_utts, 0)
-    t0 = time.time()
-    wavs = tinyspeech.synthesize_corpus(utts, progress=False)
-    t_synth = time.time() - t0
-    seconds = sum(len(w) for w in wavs) / SAMPLE_RATE
-    print(f"tiny corpus: espeak-ng ({tinyspeech.backend().name}) synthesizes {seconds / t_synth:,.0f} s of audio per s "
-          f"({n_utts / t_synth:,.0f} utterances/s)")
-    t0 = time.time()
-    codec = codec_lib.MelCodec.fit(wavs, n_codes=CODEBOOK_SIZE, seed=0)
-    t_fit = time.time() - t0
-    t0 = time.time()
-    for w in wavs:
-        flatten(codec.encode(w))
-    t_enc = time.time() - t0
-    print(f"tiny corpus, stand-in codec: fit on {seconds:.0f} s of audio in {t_fit:.1f} s; encodes "
-          f"{seconds / t_enc:,.0f} s of audio per s ({n_utts / t_enc:,.0f} utterances/s)")
+def main(argv):
+    args = [a + '=True' if a == '--force' else a for a in argv]  # a bare --force
+    return prepare(apply_overrides(config, args))
 
 
 if __name__ == '__main__':
-    from configurator import apply_overrides
-    args = [a + '=True' if a in ('--force', '--bench') else a for a in sys.argv[1:]]  # bare flags
-    opts = apply_overrides(config, args)
-    if opts['bench']:
-        bench()
-    else:
-        prepare(opts)
+    run(main)

@@ -20,7 +20,6 @@ untrained one, writes audio that the codec decodes.
 """
 import json
 import os
-import sys
 import time
 import warnings
 
@@ -29,10 +28,14 @@ os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')  # before numpy loads OpenBLA
 import numpy as np
 import torch
 
-from tokenizer import FRAME_LEN, FRAME_SECONDS, Tokenizer, unflatten
+from codec import load_audio, write_wav
+from common import load_checkpoint, start
+from configurator import apply_overrides, run
+from generate import check_sampling, compile_decoding, generate_tokens
+from tokenizer import FRAME_LEN, FRAME_SECONDS, flatten, unflatten
 
 # -----------------------------------------------------------------------------
-# the audio frame grammar, as a logits hook for model.generate_tokens
+# the audio frame grammar, as a logits hook for generate.generate_tokens
 
 N_AUDIO_STATES = FRAME_LEN          # states 0..6: inside an audio span at that frame position, no end allowed
 MAY_END = FRAME_LEN                 # at a frame boundary: a new frame or the end of the span
@@ -44,7 +47,7 @@ WANTS = ('audio', 'text', 'any')
 
 
 class FrameGrammar:
-    """logits_hook(logits (B, V), seq (B, t)) -> masked logits, for model.generate_tokens.
+    """logits_hook(logits (B, V), seq (B, t)) -> masked logits, for generate.generate_tokens.
 
     want='audio' (TTS): after the prompt's <audio>, only audio codes in frame order, and <eos> at a frame
         boundary once min_frames frames are out (forced at max_frames).
@@ -128,7 +131,7 @@ class FrameGrammar:
 
     def head_rows(self, seq):
         """(lo, hi): every id that can be legal after seq lies in lo..hi-1, so the model need not compute the others
-        (model.generate_tokens asks before each step). Inside an audio span that is one code range."""
+        (generate.generate_tokens asks before each step). Inside an audio span that is one code range."""
         self.fold(seq)
         bounds = [self.bounds[self.state(row)] for row in self.rows]
         return min(lo for lo, _ in bounds), max(hi for _, hi in bounds)
@@ -139,73 +142,6 @@ class FrameGrammar:
         if len(states) == 1:
             return logits + self.table[states[0]]  # (1, V) + (V,): no gather for a single sequence
         return logits + self.table[torch.tensor(states, device=logits.device)]  # (B, V)
-
-# -----------------------------------------------------------------------------
-# loading
-
-def pick_device(device='auto'):
-    if device != 'auto':
-        return device
-    if torch.cuda.is_available():
-        return 'cuda'
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
-        return 'mps'
-    return 'cpu'
-
-
-DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
-
-
-def check_expected_vocab(tok, expect, path):
-    """expect: 'encoding/layout' (e.g. 'gpt2/level'), or a JSON file holding a vocabulary description
-    (a dataset's meta.json or Tokenizer.to_dict())."""
-    have = tok.to_dict()
-    if os.path.isfile(expect):
-        with open(expect) as f:
-            d = json.load(f)
-        want = d.get('vocab', d)
-    else:
-        encoding, _, layout = expect.partition('/')
-        want = dict(encoding=encoding, layout=layout or tok.layout)
-    diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
-    if diff:
-        raise ValueError(f"{path}: the checkpoint's vocabulary differs from the expected {expect!r}: "
-                         + ", ".join(f"{k}: checkpoint {a!r} vs expected {b!r}" for k, (a, b) in diff.items()))
-
-
-def load_checkpoint(path, device='cpu', dtype='float32', need_codec=True, expect_vocab=None):
-    """ckpt.pt -> (model, tok, codec, ckpt). The model is in eval mode on `device` with `dtype` weights;
-    codec is None when need_codec is False or the checkpoint carries none."""
-    from model import model_from_checkpoint
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} not found (train one with `python train.py config/train_tiny.py`)")
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {tuple(DTYPES)}")
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    missing = [k for k in ('model', 'model_args', 'vocab') if not isinstance(ckpt, dict) or k not in ckpt]
-    if missing:
-        raise ValueError(f"{path}: not a snacgpt checkpoint (missing {missing})")
-    tok = Tokenizer.from_dict(ckpt['vocab'])
-    if ckpt['model_args'].get('vocab_size') != tok.vocab_size:
-        raise ValueError(f"{path}: the model has {ckpt['model_args'].get('vocab_size')} ids but the checkpoint's "
-                         f"vocabulary has {tok.vocab_size}: model and vocabulary come from different runs")
-    if expect_vocab:
-        check_expected_vocab(tok, expect_vocab, path)
-    try:
-        model = model_from_checkpoint(ckpt, device)
-    except RuntimeError as e:  # state_dict and model_args disagree
-        raise ValueError(f"{path}: the weights do not fit the stored model_args ({str(e).splitlines()[0]})") from None
-    model = model.to(DTYPES[dtype])
-    codec = None
-    if need_codec:
-        import codec as codec_lib
-        if 'codec' not in ckpt:
-            raise ValueError(f"{path}: the checkpoint carries no codec, so it cannot read or write audio")
-        codec = codec_lib.codec_from_dict(ckpt['codec'], device=device if device != 'mps' else 'cpu')
-    return model, tok, codec, ckpt
 
 # -----------------------------------------------------------------------------
 # batched, grammar-constrained generation
@@ -245,8 +181,8 @@ def generate_ids(model, tok, prompts, want, max_new_tokens, temperature=1.0, top
     rows, finished = [[] for _ in prompts], [False] * len(prompts)
     t0 = time.perf_counter()
     t_first = None
-    for nxt in model.generate_tokens(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                     seed=seed, logits_hook=grammar, stop_token=tok.eos, valid=valid):
+    for nxt in generate_tokens(model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                               seed=seed, logits_hook=grammar, stop_token=tok.eos, valid=valid):
         for b, i in enumerate(nxt.tolist()):
             if not finished[b]:
                 rows[b].append(i)
@@ -318,12 +254,10 @@ def tts(model, tok, texts, descs=None, max_seconds=10.0, temperature=1.0, top_k=
 
 def audio_to_codes(codec, item, where):
     """A flat code array (ints), a float waveform at 24 kHz, or a wav path -> flat raw codes (7T,)."""
-    from tokenizer import flatten
     if isinstance(item, (str, os.PathLike)):
-        import codec as codec_lib
         if codec is None:
             raise ValueError(f"{where}: reading a wav needs a codec")
-        wav = codec_lib.load_audio(item)
+        wav = load_audio(item)
         if np.abs(wav).max() < 1e-4:
             warnings.warn(f"{item}: the audio is silent (peak {np.abs(wav).max():.1e}); transcribing it anyway")
         return flatten(codec.encode(wav))
@@ -440,7 +374,6 @@ MODES = ('tts', 'asr', 'text', 'raw')
 
 def parse_args(argv):
     """--key=value args -> (config dict, {list key: [values]}). List keys keep their text as written."""
-    from configurator import apply_overrides
     lists = {k: [] for k in LIST_KEYS}
     rest = []
     for arg in argv:
@@ -478,19 +411,17 @@ def read_prompt_file(path, mode):
 def main(argv):
     cfg, lists = parse_args(argv)
     mode = cfg['mode']
-    if cfg['threads']:
-        torch.set_num_threads(cfg['threads'])
-    torch.set_flush_denormal(True)  # denormals slow the codec's convolutions on CPU
-    device = pick_device(cfg['device'])
+    temperature = cfg['temperature'] if cfg['temperature'] is not None else {'asr': 0.0, 'tts': 1.0}.get(mode, 0.8)
+    check_sampling(temperature, cfg['top_k'], cfg['top_p'], ('--temperature', '--top_k', '--top_p'))
+    device = start(cfg['device'], cfg['threads'])
     t0 = time.perf_counter()
     model, tok, codec, ckpt = load_checkpoint(cfg['ckpt'], device, cfg['dtype'], need_codec=mode in ('tts', 'asr'),
                                               expect_vocab=cfg['expect_vocab'] or None)
     load_s = time.perf_counter() - t0
     if cfg['compile']:
-        model.compile_decoding()
+        compile_decoding(model)
     print(f"loaded {cfg['ckpt']} in {load_s:.2f} s: {model.num_params() / 1e6:.2f} M non-embedding parameters, "
           f"vocabulary {tok.encoding}/{tok.layout}, codec {codec.describe()['label'] if codec else '-'}, {device}")
-    temperature = cfg['temperature'] if cfg['temperature'] is not None else {'asr': 0.0, 'tts': 1.0}.get(mode, 0.8)
     kw = dict(temperature=temperature, top_k=cfg['top_k'], top_p=cfg['top_p'], seed=cfg['seed'],
               batch_size=cfg['batch_size'], return_info=True)
     file_prompts, file_descs = read_prompt_file(cfg['file'], mode) if cfg['file'] else ([], None)
@@ -511,8 +442,7 @@ def main(argv):
             wav = decode_codes(codec, flat)
             rec['decode_s'] = time.perf_counter() - t
             rec['wav'] = os.path.join(cfg['out'], f"tts_{k:03d}.wav")
-            import codec as codec_lib
-            codec_lib.write_wav(rec['wav'], wav)
+            write_wav(rec['wav'], wav)
             print(f"[{k}] {rec['text']!r}: {rec['frames']} frames = {rec['seconds']:.2f} s"
                   f"{' (hit max_seconds)' if rec['hit_max'] else ''} -> {rec['wav']}")
     elif mode == 'asr':
@@ -551,4 +481,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    run(main)

@@ -18,7 +18,6 @@ factor ((generation + decode) / audio duration), tokens/s, buffer underruns.
 """
 import collections
 import os
-import sys
 import time
 
 # numpy's OpenBLAS runs the stand-in codec's small matrix products faster on one thread, and its idle threads
@@ -29,8 +28,12 @@ os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 import numpy as np
 import torch
 
+from codec import StreamingDecoder, write_wav
+from common import load_checkpoint, start
+from configurator import apply_overrides, run
+from generate import check_sampling, compile_decoding, generate_tokens
+from sample import FrameGrammar, check_prompt_ids
 from tokenizer import FRAME_LEN, FRAME_SECONDS, SAMPLE_RATE
-from sample import FrameGrammar, check_prompt_ids, load_checkpoint, pick_device
 
 # -----------------------------------------------------------------------------
 # the generator: tokens in, sample chunks out
@@ -45,7 +48,6 @@ def stream(model, tok, codec, text, desc=None, max_seconds=10.0, temperature=1.0
     it waits for right context, then emits 1 frame, later as many as before, up to 16 at a time). The last
     chunk is the decoder's tail.
     stats (a dict, optional) is filled in at the end: see the keys below; the generator also returns it."""
-    from codec import StreamingDecoder
     stats = {} if stats is None else stats
     t_request = time.perf_counter()
     if not text or not text.strip():
@@ -60,8 +62,8 @@ def stream(model, tok, codec, text, desc=None, max_seconds=10.0, temperature=1.0
     idx = torch.tensor([prompt], dtype=torch.long, device=device)
     decoder = StreamingDecoder(codec, left, right)
     grammar = FrameGrammar(tok, 'audio', min_frames, frames, device)
-    tokens = model.generate_tokens(idx, frames * FRAME_LEN + 1, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   seed=seed, logits_hook=grammar, stop_token=tok.eos)
+    tokens = generate_tokens(model, idx, frames * FRAME_LEN + 1, temperature=temperature, top_k=top_k, top_p=top_p,
+                             seed=seed, logits_hook=grammar, stop_token=tok.eos)
     generated, frame = [], []
     gen_s = decode_s = 0.0
     n_samples = n_chunks = 0
@@ -245,25 +247,21 @@ DEFAULTS = dict(
     device='auto',
     dtype='float32',           # float32 | bfloat16 (model weights)
     compile_codec=False,       # torch.compile SNAC's decoder (pays ~10 s per window shape at warm-up)
-    compile_lm=False,          # torch.compile the LM's one-token step (model.compile_decoding; ~12 s at warm-up)
+    compile_lm=False,          # torch.compile the LM's one-token step (generate.compile_decoding; ~12 s at warm-up)
     warmup=True,               # stream a short utterance first, so the figures are not first-call costs
     threads=0,                 # torch threads (0: torch's default)
 )
 
 
 def main(argv):
-    from configurator import apply_overrides
-    from codec import write_wav
     cfg = apply_overrides(DEFAULTS, argv)
-    if cfg['threads']:
-        torch.set_num_threads(cfg['threads'])
-    torch.set_flush_denormal(True)  # denormals slow the codec's convolutions on CPU
-    device = pick_device(cfg['device'])
+    check_sampling(cfg['temperature'], cfg['top_k'], cfg['top_p'], ('--temperature', '--top_k', '--top_p'))
+    device = start(cfg['device'], cfg['threads'])
     model, tok, codec, _ = load_checkpoint(cfg['ckpt'], device, cfg['dtype'])
     if cfg['compile_codec']:
         compile_codec(codec)
     if cfg['compile_lm']:
-        model.compile_decoding()
+        compile_decoding(model)
     if cfg['warmup']:
         warm_up(model, tok, codec)
     speaker, reason = (None, None) if cfg['out'] else open_speaker(cfg['prebuffer_ms'] / 1000)
@@ -294,4 +292,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    run(main)

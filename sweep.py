@@ -33,8 +33,14 @@ import sys
 import time
 
 import numpy as np
+import torch
+from scipy.optimize import minimize
+from tqdm import tqdm
 
+import train
+import configurator
 from configurator import apply_overrides, parse_value
+from model import GPT, GPTConfig
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -111,8 +117,6 @@ def vocab_size_of(base):
 
 def model_size(cfg, vocab_size):
     """(non-embedding params N, training FLOPs per token) from model.py itself, on the meta device (no memory)."""
-    import torch
-    from model import GPT, GPTConfig
     with torch.device('meta'):
         model = GPT(GPTConfig(vocab_size=vocab_size or 64, block_size=cfg['block_size'], n_layer=cfg['n_layer'],
                               n_head=cfg['n_head'], n_embd=cfg['n_embd'], tie_weights=cfg['tie_weights']))
@@ -121,7 +125,6 @@ def model_size(cfg, vocab_size):
 
 def plan(sc):
     """The sweep config -> one dict per run: name, out_dir, hash, the resolved train.py config, N, planned D and C."""
-    import train
     if bool(sc['tokens']) == bool(sc['flops']):
         raise ValueError("a sweep config sets exactly one of tokens=[...] (token budgets) or flops=[...] (FLOP budgets)")
     if not sc['depths']:
@@ -161,7 +164,6 @@ def plan(sc):
 def train_command(run, python='python'):
     """The train.py command line of a run: the values that differ from train.DEFAULTS. Always --resume=True,
     so a re-queued or crashed run continues from its checkpoint (a fresh one starts from scratch)."""
-    import train
     cfg = dict(run['config'], resume=True)
     return [python, 'train.py', *override_args({k: v for k, v in cfg.items() if v != train.DEFAULTS[k]})]
 
@@ -239,7 +241,6 @@ def run_state(run, done):
 
 def device_slots(sc, base_device):
     """CUDA_VISIBLE_DEVICES values for concurrent runs; [None] means one run at a time, environment untouched."""
-    import torch
     if base_device not in ('auto', 'cuda') or not torch.cuda.is_available():
         return [None] * max(sc['parallel'], 1)
     visible = os.environ.get('CUDA_VISIBLE_DEVICES')
@@ -265,7 +266,6 @@ def run_progress(run):
 
 def execute(runs, sc, results_path):
     """Run the runs (subprocesses of train.py), recording each as it finishes. Returns the failed runs."""
-    from tqdm import tqdm
     slots = device_slots(sc, runs[0]['config']['device'])
     total = sum(r['C'] or r['D'] for r in runs)  # progress in FLOPs (tokens when the vocabulary is unknown)
     bar = tqdm(total=total, unit='FLOP' if runs[0]['C'] else 'tok', unit_scale=True, dynamic_ncols=True, mininterval=5)
@@ -420,7 +420,6 @@ def fit_law(N, D, L, starts=32, init=None):
     BFGS rather than scipy's L-BFGS-B: with 5 parameters the limited memory buys nothing, and L-BFGS-B's
     threaded BLAS calls on 5-vectors cost ~5 ms per iteration on a busy 2-core machine (measured), 10x the
     objective. Running all 4,500 starts takes minutes per fit; ranking them first keeps fits to seconds."""
-    from scipy.optimize import minimize
     logN, logD, logL = np.log(np.asarray(N, float)), np.log(np.asarray(D, float)), np.log(np.asarray(L, float))
     inits = INIT_GRID[np.argsort(grid_objective(logN, logD, logL))[:starts]]
     if init is not None:
@@ -643,7 +642,7 @@ def fit_results(rows, out_dir, bootstrap=100, holdout=0, starts=32, plot=True):
 # plots
 
 def plot_results(rows, report, out_dir):
-    import matplotlib
+    import matplotlib  # here: slow to import, and the file-only backend must be chosen before pyplot loads
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     keys = [k for k in LOSS_KEYS if k in report['fits']]
@@ -722,5 +721,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    code = main(sys.argv[1:])
+    code = configurator.run(main)
     sys.exit(code if isinstance(code, int) else 0)

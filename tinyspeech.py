@@ -22,16 +22,21 @@ espeak-ng output is not bit-repeatable: the same text and voice can differ by a 
 """
 import ctypes
 import itertools
+import json
 import os
 import random
 import shutil
 import string
 import subprocess
-import sys
 import tempfile
+import wave
 
 import numpy as np
+import soxr
+from tqdm import tqdm
 
+from codec import write_wav
+from configurator import apply_overrides, run
 from tokenizer import SAMPLE_RATE
 
 # -----------------------------------------------------------------------------
@@ -228,7 +233,7 @@ class LibEspeak:
     """libespeak-ng through ctypes. The library keeps global state, so one instance per process."""
 
     def __init__(self):
-        import espeakng_loader
+        import espeakng_loader  # here: where the wheel is missing, backend() falls back to an espeak-ng binary
         self.path = espeakng_loader.get_library_path()
         lib = ctypes.CDLL(self.path)
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
@@ -278,7 +283,6 @@ class BinaryEspeak:
         self.name = f"espeak-ng executable ({self.path})"
 
     def __call__(self, text, voice, rate, pitch):
-        import wave
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, 'out.wav')
             r = subprocess.run([self.path, '-v', voice, '-s', str(int(rate)), '-p', str(int(pitch)), '-w', out, text],
@@ -313,7 +317,6 @@ def backend():
 
 def synthesize(text, voice='en-us', rate=175, pitch=50):
     """Speak text -> float32 (N,) at tokenizer.SAMPLE_RATE. Not bit-repeatable between calls."""
-    import soxr
     engine = backend()
     wav = engine(text, voice, rate, pitch)
     if len(wav) == 0:
@@ -323,18 +326,16 @@ def synthesize(text, voice='en-us', rate=175, pitch=50):
 
 def synthesize_corpus(utts, progress=True):
     """Audio for make_corpus() records, in order."""
-    from tqdm import tqdm
     return [synthesize(u['text'], u['voice'], u['rate'], u['pitch'])
             for u in tqdm(utts, desc='espeak-ng', unit='utt', disable=not progress)]
 
 
+CLI_DEFAULTS = dict(n=5, out='/tmp/tiny_wavs', seed=0, sentences=0, speakers=False, voices='', genders='', rates='',
+                    pitches='')
+
+
 def main(argv):
-    opts = dict(n=5, out='/tmp/tiny_wavs', seed=0, sentences=0, speakers=False, voices='', genders='', rates='', pitches='')
-    for a in argv:
-        key, _, value = a[2:].partition('=')
-        if not a.startswith('--') or key not in opts:
-            raise SystemExit(f"unknown option {a!r}; options: {', '.join('--' + k for k in opts)}")
-        opts[key] = value if isinstance(opts[key], str) else (value != 'False') if isinstance(opts[key], bool) else int(value)
+    opts = apply_overrides(CLI_DEFAULTS, [a + '=True' if a == '--speakers' else a for a in argv])  # a bare --speakers
     if opts['speakers']:
         for s in speakers(opts['seed'], **speaker_choice(opts)):
             print(f"{s['id']:28s} {'held out' if s['heldout'] else 'training':8s}  {s['desc']}")
@@ -344,8 +345,6 @@ def main(argv):
             print(f"-- {split}")
             print('\n'.join(make_sentences(opts['sentences'], split, opts['seed'])))
         return
-    import json
-    from codec import write_wav
     n = opts['n']
     utts = make_corpus(n - n // 2, n // 2, opts['seed'], **speaker_choice(opts))
     os.makedirs(opts['out'], exist_ok=True)
@@ -361,4 +360,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    run(main)

@@ -19,9 +19,10 @@ Vocabulary layout (ids, low to high):
 
 Run it to print a vocabulary and a TTS example:  python tokenizer.py --encoding=byte --layout=level
 """
-import sys
-
 import numpy as np
+import tiktoken
+
+from configurator import apply_overrides, run
 
 # -----------------------------------------------------------------------------
 # SNAC 24 kHz layout constants (the only place they are written)
@@ -94,7 +95,6 @@ def unflatten(flat):
 
 def byte_encoding():
     """A tiktoken encoding over the 256 single bytes: builds locally, no download."""
-    import tiktoken
     return tiktoken.Encoding(name='byte', pat_str=r"[\s\S]",
                              mergeable_ranks={bytes([i]): i for i in range(256)}, special_tokens={})
 
@@ -104,7 +104,6 @@ def get_encoding(name):
         raise ValueError(f"unknown text encoding {name!r}; choose one of {ENCODINGS}")
     if name == 'byte':
         return byte_encoding()
-    import tiktoken
     try:
         return tiktoken.get_encoding(name)
     except Exception as e:  # tiktoken fetches its BPE files on first use
@@ -266,9 +265,9 @@ def token_dtype(vocab_size):
     return np.uint16 if vocab_size <= 2 ** 16 else np.uint32
 
 
-if __name__ == '__main__':
-    opts = dict(a[2:].split('=', 1) for a in sys.argv[1:] if a.startswith('--') and '=' in a)
-    tok = Tokenizer(opts.get('encoding', 'byte'), opts.get('layout', 'level'))
+def main(argv):
+    opts = apply_overrides(dict(encoding='byte', layout='level'), argv)
+    tok = Tokenizer(opts['encoding'], opts['layout'])
     print(tok.to_dict())
     rng = np.random.default_rng(0)
     levels = [rng.integers(0, CODEBOOK_SIZE, r * 2) for r in LEVEL_RATES]
@@ -276,3 +275,7 @@ if __name__ == '__main__':
     print('tts example:', ids.tolist())
     print('target mask:', mask.astype(int).tolist())
     print('split back:', tok.split(ids)[0])
+
+
+if __name__ == '__main__':
+    run(main)

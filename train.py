@@ -4,7 +4,7 @@ Train snacgpt on the token files that prepare.py wrote.
     python train.py config/train_tiny.py                          # CPU, the tiny corpus, ~8 minutes
     python train.py config/train_tiny.py --max_iters=50 --compile=False
     python train.py config/train_tiny.py --resume=True            # continue a killed run
-    torchrun --standalone --nproc_per_node=8 train.py config/train_mls_8gpu.py
+    torchrun --standalone --nproc_per_node=8 train.py config/train_mls_large.py
     torchrun --nnodes=2 --node_rank=0 --master_addr=HOST --master_port=29500 --nproc_per_node=8 train.py ...
 
 One code path for one process and for DDP (torchrun sets RANK/WORLD_SIZE; NCCL on CUDA, gloo on CPU).
@@ -13,7 +13,6 @@ Every value below can be overridden from a config file or the command line (conf
 import json
 import math
 import os
-import sys
 import time
 from contextlib import nullcontext
 
@@ -22,9 +21,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from configurator import apply_overrides
+import eval as evaluation
+from codec import codec_to_dict, load_codec
+from common import format_mfu, peak_flops, pick_device, pick_dtype
+from configurator import apply_overrides, run
 from model import GPT, GPTConfig, IGNORE_INDEX
-from prepare import load_split, read_tokens
+from tokenfile import load_split, read_tokens
 from tokenizer import FRAME_LEN, FRAME_SECONDS, TASKS, Tokenizer
 
 # -----------------------------------------------------------------------------
@@ -203,42 +205,15 @@ def codec_record(data_dir, meta):
     """What sampling needs to rebuild the dataset's codec, embedded in every checkpoint."""
     info = meta['codec']
     if info.get('stand_in'):  # the stand-in's codebooks are small: embed them, so a checkpoint decodes on its own
-        from codec import codec_to_dict, load_codec
         return codec_to_dict(load_codec('mel:' + os.path.join(data_dir, 'codec.npz')))
     return {'kind': info['kind'], 'source': info['source']}
 
 
-def peak_flops(device, dtype):
-    """The device's peak FLOP/s for MFU: CUDA from the spec sheet, CPU from a measured matmul."""
-    if device.startswith('cuda'):
-        name = torch.cuda.get_device_name()
-        table = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L4': 121e12, 'A10': 125e12, '4090': 165e12}
-        peak = next((v for k, v in table.items() if k in name), 312e12)
-        return peak if dtype == torch.bfloat16 else peak / 2 if 'H' in name else peak / 16
-    a = torch.randn(1024, 1024, dtype=dtype)
-    a @ a
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < 0.3:
-        a @ a
-        n += 1
-    return 2 * 1024 ** 3 * n / (time.perf_counter() - t0)
-
 # -----------------------------------------------------------------------------
-
-def cpu_has_fast_bf16():
-    """bf16 autocast pays on CPUs with AVX-512 (oneDNN's bf16 kernels); on AVX2-only CPUs it is emulated and
-    measured 15-20x slower than fp32 per matmul, so 'auto' keeps fp32 there."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
 
 def setup_device(cfg):
     ddp = int(os.environ.get('RANK', -1)) != -1
-    device = cfg['device']
-    if device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+    device = pick_device(cfg['device'])
     rank, world = 0, 1
     if ddp:
         rank, world = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
@@ -249,10 +224,7 @@ def setup_device(cfg):
     if cfg['threads']:
         torch.set_num_threads(cfg['threads'])
     device_type = device.split(':')[0]
-    if cfg['dtype'] == 'auto':
-        dtype = torch.bfloat16 if device_type == 'cuda' or (device_type == 'cpu' and cpu_has_fast_bf16()) else torch.float32
-    else:
-        dtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[cfg['dtype']]
+    dtype = pick_dtype(cfg['dtype'], device_type)
     return ddp, rank, world, device, device_type, dtype, cfg['compile'] and device_type != 'mps'
 
 
@@ -338,6 +310,8 @@ def train(cfg):
         import wandb
         wandb.init(project=cfg['wandb_project'], config=cfg, resume='allow')
     peak = peak_flops(device, dtype)
+    say(f"MFU against a peak of {peak / 1e12:.2f} TFLOP/s in {dtype} " + ('(data sheet)' if device_type == 'cuda' else '(best of 5 matmuls on these threads)')
+        if peak else f"no MFU: no peak FLOP/s known for {device}")
 
     def run_eval():
         nonlocal best_val
@@ -398,11 +372,11 @@ def train(cfg):
         if step % cfg['log_interval'] == 0 or step == 1:
             tps = tokens_per_step / dt
             audio_s = audio_tokens / FRAME_LEN * FRAME_SECONDS / dt
-            mfu = raw_model.estimate_mfu(tps / world, peak, cfg['block_size'], logit_positions / (accum * x.numel()))
+            mfu = raw_model.estimate_mfu(tps / world, peak, cfg['block_size'], logit_positions / (accum * x.numel())) if peak else None
             rate = (timed_time / max(timed_tokens, 1)) * tokens_per_step if timed_tokens else dt
             eta = rate * (cfg['max_iters'] - step)
             say(f"step {step}/{cfg['max_iters']} | loss {loss_sum:.4f} | lr {lr:.2e} | {dt * 1000:.0f} ms | "
-                f"{tps:,.0f} tok/s | {audio_s:.1f} s audio/s | MFU {mfu * 100:.2f}% | eta {eta / 60:.1f} min")
+                f"{tps:,.0f} tok/s | {audio_s:.1f} s audio/s | {format_mfu(mfu)} | eta {eta / 60:.1f} min")
             if wandb:
                 wandb.log({'step': step, 'train/loss': loss_sum, 'lr': lr, 'tok_per_s': tps})
         out_of_time = cfg['time_limit'] and now - t_start > cfg['time_limit']
@@ -423,7 +397,6 @@ def train(cfg):
     if log:
         log.close()
     if master and cfg['final_eval']:
-        import eval as evaluation
         evaluation.main([f'--ckpt={ckpt_path}', f"--data={data_dir}"])
     result = dict(step=step, best_val_loss=best_val, tokens_seen=tokens_seen, val=last_val,
                   wall_time=time.time() - t_start, n_params=n_params, flops_per_token=raw_model.flops_per_token(),
@@ -440,4 +413,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    run(main)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fixtures import tiny_checkpoint
-from sample import load_checkpoint
+from common import load_checkpoint
 
 
 @pytest.fixture(scope='module')

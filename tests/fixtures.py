@@ -10,7 +10,7 @@ import torch
 import codec as codec_lib
 from model import GPT, GPTConfig
 
-from prepare import VERSION, write_tokens
+from tokenfile import VERSION, write_tokens
 from tokenizer import FRAME_LEN, SAMPLE_RATE, TASKS, Tokenizer, token_dtype
 
 WORDS = ['red', 'blue', 'cat', 'dog', 'runs', 'sits', 'now', 'here']

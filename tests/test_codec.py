@@ -1,14 +1,11 @@
 """Audio I/O, SNAC (random weights, saved and loaded like a hub model), the MelCodec stand-in, streaming decode."""
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
 import torch
 from scipy.io import wavfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import codec  # noqa: E402
 import tinyspeech  # noqa: E402
 from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SAMPLES, LEVEL_RATES, SAMPLE_RATE, flatten  # noqa: E402

@@ -8,14 +8,13 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 import codec as codec_lib  # noqa: E402
 import eval as evaluation  # noqa: E402
 import train  # noqa: E402
 from configurator import apply_overrides  # noqa: E402
 from fixtures import write_synthetic_dataset  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
-from prepare import load_split, write_tokens  # noqa: E402
+from tokenfile import load_split, write_tokens  # noqa: E402
 from tokenizer import FRAME_SAMPLES, SAMPLE_RATE, TASKS, Tokenizer, flatten  # noqa: E402
 
 # every evaluation here is minuscule: a few utterances, short generations, one thread

@@ -1,7 +1,8 @@
 import torch
 import torch.nn.functional as F
 
-from model import GPT, GPTConfig, IGNORE_INDEX, apply_rotary, attend_one_token, rotary_tables, sample_logits
+from generate import compile_decoding, decode_one, generate, prefill, sample_logits, setup_cache
+from model import GPT, GPTConfig, IGNORE_INDEX, apply_rotary, attend_one_token, rotary_tables
 
 
 def tiny(vocab=300, block=64, **kw):
@@ -15,10 +16,10 @@ def test_kv_cache_matches_full_forward_for_every_prompt_length():
     full = model.forward_naive(idx)  # (B, T, V)
     with torch.no_grad():
         for n in range(1, 24):
-            model.setup_cache(2, 32)
-            assert (model.prefill(idx[:, :n]) - full[:, n - 1]).abs().max() < 1e-4
+            setup_cache(model, 2, 32)
+            assert (prefill(model, idx[:, :n]) - full[:, n - 1]).abs().max() < 1e-4
             for t in range(n, 24):
-                assert (model.decode_one(idx[:, t:t + 1], t) - full[:, t]).abs().max() < 1e-4
+                assert (decode_one(model, idx[:, t:t + 1], t) - full[:, t]).abs().max() < 1e-4
 
 
 def test_left_padded_batch_matches_single_prompts():
@@ -27,20 +28,20 @@ def test_left_padded_batch_matches_single_prompts():
     batch = torch.cat([a, torch.cat([torch.zeros(1, 4, dtype=torch.long), b], 1)])
     valid = torch.ones(2, 9, dtype=torch.bool)
     valid[1, :4] = False
-    out = model.generate(batch, 6, temperature=0, valid=valid)
-    assert torch.equal(out[0, 9:], model.generate(a, 6, temperature=0)[0, 9:])
-    assert torch.equal(out[1, 9:], model.generate(b, 6, temperature=0)[0, 5:])
+    out = generate(model, batch, 6, temperature=0, valid=valid)
+    assert torch.equal(out[0, 9:], generate(model, a, 6, temperature=0)[0, 9:])
+    assert torch.equal(out[1, 9:], generate(model, b, 6, temperature=0)[0, 5:])
 
 
 def test_generate_reproducible_with_seed_and_hook_applies():
     model = tiny()
     idx = torch.randint(0, 300, (3, 4))
     kw = dict(temperature=1.0, top_k=50, top_p=0.9)
-    assert torch.equal(model.generate(idx, 12, seed=7, **kw), model.generate(idx, 12, seed=7, **kw))
+    assert torch.equal(generate(model, idx, 12, seed=7, **kw), generate(model, idx, 12, seed=7, **kw))
 
     def only_even(logits, seq):
         return logits.masked_fill(torch.arange(logits.size(-1)) % 2 == 1, float('-inf'))
-    out = model.generate(idx, 12, seed=3, logits_hook=only_even)
+    out = generate(model, idx, 12, seed=3, logits_hook=only_even)
     assert (out[:, 4:] % 2 == 0).all()
 
 
@@ -50,7 +51,7 @@ def test_stop_token_ends_generation():
     def stop_at_third(logits, seq):
         forced = 5 if seq.size(1) >= 6 else 7
         return torch.full_like(logits, float('-inf')).index_fill(1, torch.tensor([forced]), 0.0)
-    out = model.generate(torch.zeros(2, 4, dtype=torch.long), 20, stop_token=5, logits_hook=stop_at_third)
+    out = generate(model, torch.zeros(2, 4, dtype=torch.long), 20, stop_token=5, logits_hook=stop_at_third)
     assert out[:, 4:].tolist() == [[7, 7, 5]] * 2
 
 
@@ -114,18 +115,18 @@ def test_cpu_decoding_layout_keeps_the_model():
     model = tiny()
     x = torch.randint(0, 300, (2, 10))
     before = model.forward_naive(x)
-    model.setup_cache(2, 32)  # on CPU this stores the linear weights column-major
+    setup_cache(model, 2, 32)  # on CPU this stores the linear weights column-major
     assert model.lm_head.weight is model.wte.weight and not model.lm_head.weight.is_contiguous()
     assert torch.allclose(model.forward_naive(x), before, atol=1e-6)
 
 
 def test_compiled_decoding_matches_eager():
     prompts = [torch.randint(0, 300, (2, 5)), torch.randint(0, 300, (1, 9))]  # a new cache per call: nothing stale
-    eager = [tiny().generate(p, 12, temperature=0) for p in prompts]
+    eager = [generate(tiny(), p, 12, temperature=0) for p in prompts]
     model = tiny()
-    model.compile_decoding()
+    compile_decoding(model)
     for p, e in zip(prompts, eager):
-        assert torch.equal(model.generate(p, 12, temperature=0), e)
+        assert torch.equal(generate(model, p, 12, temperature=0), e)
 
 
 def test_a_reused_cache_gives_fresh_results_and_one_compiled_graph():
@@ -134,13 +135,13 @@ def test_a_reused_cache_gives_fresh_results_and_one_compiled_graph():
     again (it did: the first streamed utterance after a warm-up spent 9 s compiling)."""
     from torch._dynamo.testing import CompileCounter
     long, short = torch.randint(0, 300, (1, 30)), torch.randint(0, 300, (1, 4))
-    fresh = tiny().generate(short, 10, temperature=0)
+    fresh = generate(tiny(), short, 10, temperature=0)
     model = tiny()
     counter = CompileCounter()
-    model.decode_step = torch.compile(model.decode_one, dynamic=True, backend=counter)
-    model.generate(long, 20, temperature=0)
+    compile_decoding(model, backend=counter)
+    generate(model, long, 20, temperature=0)
     graphs = counter.frame_count
-    assert torch.equal(model.generate(short, 10, temperature=0), fresh)
+    assert torch.equal(generate(model, short, 10, temperature=0), fresh)
     assert counter.frame_count == graphs
     assert model.blocks[0].attn.cache.k.size(2) == model.config.block_size
 

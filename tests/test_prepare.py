@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 import prepare  # noqa: E402
+import tokenfile  # noqa: E402
 from tokenizer import CODEBOOK_SIZE, FRAME_LEN, TASKS, Tokenizer, flatten, token_dtype  # noqa: E402
 
 
@@ -20,7 +20,7 @@ def opts(**kw):
 
 def examples(data_dir, split):
     """[(task, ids, target_start)] of a prepared split."""
-    tokens, idx, _ = prepare.load_split(data_dir, split)
+    tokens, idx, _ = tokenfile.load_split(data_dir, split)
     return [(TASKS[t], np.asarray(tokens[s:s + n], dtype=np.int64), ts) for s, n, t, ts in idx]
 
 
@@ -49,32 +49,32 @@ def test_token_file_round_trip(tmp_path, vocab_size):
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, vocab_size, 1000)
     path = str(tmp_path / 'x.bin')
-    prepare.write_tokens(path, tokens, vocab_size, n_examples=7)
-    back = prepare.read_tokens(path)
+    tokenfile.write_tokens(path, tokens, vocab_size, n_examples=7)
+    back = tokenfile.read_tokens(path)
     assert back.dtype == token_dtype(vocab_size) and np.array_equal(back, tokens)
-    assert prepare.read_header(path)['n_examples'] == 7
-    prepare.write_tokens(path, np.zeros(0, np.int64), vocab_size)
-    assert len(prepare.read_tokens(path)) == 0
+    assert tokenfile.read_header(path)['n_examples'] == 7
+    tokenfile.write_tokens(path, np.zeros(0, np.int64), vocab_size)
+    assert len(tokenfile.read_tokens(path)) == 0
     with pytest.raises(ValueError, match='outside the vocabulary'):
-        prepare.write_tokens(path, [vocab_size], vocab_size)
+        tokenfile.write_tokens(path, [vocab_size], vocab_size)
 
 
 def test_truncated_or_foreign_token_file_gives_a_clear_error(tmp_path):
     path = str(tmp_path / 'x.bin')
-    prepare.write_tokens(path, np.arange(100), 12554)
+    tokenfile.write_tokens(path, np.arange(100), 12554)
     with open(path, 'r+b') as f:
         f.truncate(os.path.getsize(path) - 10)
     with pytest.raises(ValueError, match='truncated'):
-        prepare.read_tokens(path)
+        tokenfile.read_tokens(path)
     np.arange(600, dtype=np.int64).tofile(path)  # a file of the right size for a header, wrong magic
     with pytest.raises(ValueError, match='not a token file'):
-        prepare.read_tokens(path)
+        tokenfile.read_tokens(path)
     with open(path, 'wb') as f:
         f.write(b'hello')
     with pytest.raises(ValueError, match='too short'):
-        prepare.read_tokens(path)
+        tokenfile.read_tokens(path)
     with pytest.raises(FileNotFoundError, match='meta.json'):
-        prepare.load_split(str(tmp_path), 'train')
+        tokenfile.load_split(str(tmp_path), 'train')
 
 # -----------------------------------------------------------------------------
 # MLS-schema rows
@@ -111,8 +111,7 @@ def test_split_is_a_stable_hash():
     keys = [f'speaker {i}' for i in range(200)]
     here = [prepare.split_of(k, 0.3) for k in keys]
     assert 30 < here.count('val') < 90
-    code = ("import sys; sys.path.insert(0, %r); import prepare; "
-            "print(''.join(prepare.split_of(f'speaker {i}', 0.3)[0] for i in range(200)))" % ROOT)
+    code = "import prepare; print(''.join(prepare.split_of(f'speaker {i}', 0.3)[0] for i in range(200)))"
     for seed in ('1', '2'):  # str hash() changes with PYTHONHASHSEED; the split must not
         out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT,
                              env=dict(os.environ, PYTHONHASHSEED=seed), check=True).stdout.strip()
@@ -215,7 +214,7 @@ def test_mls_second_run_does_nothing_and_finished_shards_are_reused(tmp_path, st
              workers=2, val_fraction=0.5)
     data_dir = str(tmp_path / 'data' / 'm')
     prepare.prepare(o)
-    first = {s: (np.array(prepare.load_split(data_dir, s)[0]), prepare.load_split(data_dir, s)[1]) for s in prepare.SPLITS}
+    first = {s: (np.array(tokenfile.load_split(data_dir, s)[0]), tokenfile.load_split(data_dir, s)[1]) for s in prepare.SPLITS}
     stamp = os.path.getmtime(os.path.join(data_dir, 'train.bin'))
     capsys.readouterr()
     meta = prepare.prepare(o)
@@ -231,7 +230,7 @@ def test_mls_second_run_does_nothing_and_finished_shards_are_reused(tmp_path, st
     assert os.path.getmtime(kept) == kept_stamp
     assert os.path.exists(os.path.join(data_dir, 'parts', 'part_00001', 'done.json'))
     for s in prepare.SPLITS:  # and the rebuilt split equals the first one, row for row
-        tokens, idx, _ = prepare.load_split(data_dir, s)
+        tokens, idx, _ = tokenfile.load_split(data_dir, s)
         assert np.array_equal(tokens, first[s][0]) and np.array_equal(idx, first[s][1])
     # --hours takes the shortest prefix of shards that holds that much audio
     meta = prepare.prepare(dict(o, name='h', hours=0.001))

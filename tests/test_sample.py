@@ -9,8 +9,10 @@ from scipy.io import wavfile
 
 import codec as codec_lib
 import sample
+from common import load_checkpoint
+from generate import decode_one, generate_tokens, prefill, sample_logits, setup_cache
 from fixtures import sine_sweep
-from sample import FrameGrammar, asr, continue_text, decode_codes, generate_raw, load_checkpoint, tts
+from sample import FrameGrammar, asr, continue_text, decode_codes, generate_raw, tts
 from tokenizer import FRAME_LEN, FRAME_SAMPLES, SAMPLE_RATE, Tokenizer, flatten, unflatten
 
 
@@ -82,7 +84,6 @@ def test_grammar_text_emits_only_text_and_eos():
 
 def test_sampler_draws_from_the_softmax_and_never_a_masked_id():
     """model.sample_logits (inverse-CDF draw) under the grammar's -inf masks."""
-    from model import sample_logits
     g = torch.Generator().manual_seed(0)
     logits = torch.tensor([[0.0, 1.0, float('-inf'), 2.0, float('-inf')]]).repeat(4000, 1)  # 4000 rows at once
     counts = torch.bincount(sample_logits(logits, 1.0, generator=g), minlength=5).float()
@@ -128,7 +129,7 @@ def test_computing_only_the_legal_rows_changes_no_token(loaded):
     prompts = [torch.tensor([tok.tts_prompt('hello there').tolist()]),
                torch.tensor([tok.asr_prompt(np.arange(4 * FRAME_LEN) % 50).tolist()])]
     for prompt, want in zip(prompts, ('audio', 'text')):
-        runs = [torch.stack(list(model.generate_tokens(prompt, 30, temperature=0.0, logits_hook=grammar(tok, want),
+        runs = [torch.stack(list(generate_tokens(model, prompt, 30, temperature=0.0, logits_hook=grammar(tok, want),
                                                        stop_token=tok.eos)))
                 for grammar in (FrameGrammar, WholeOutputLayer)]
         assert runs[0].tolist() == runs[1].tolist()
@@ -143,16 +144,16 @@ def test_batched_left_padding_matches_one_by_one(loaded):
 
 
 def test_bfloat16_weights_keep_a_float32_cache_on_cpu(ckpt_path):
-    """--dtype=bfloat16: the KV cache stays float32 on CPU (model.setup_cache) and the cached logits agree with
+    """--dtype=bfloat16: the KV cache stays float32 on CPU (generate.setup_cache) and the cached logits agree with
     the bf16 reference forward within bf16 rounding; TTS still decodes."""
     model, tok, codec, _ = load_checkpoint(ckpt_path, 'cpu', dtype='bfloat16')
     idx = torch.tensor([tok.tts_prompt('hello').tolist()])
     with torch.inference_mode():
         full = model.forward_naive(idx).float()  # (1, T, V)
-        model.setup_cache(1, idx.size(1))
+        setup_cache(model, 1, idx.size(1))
         assert model.blocks[0].attn.cache.k.dtype == torch.float32
-        assert (model.prefill(idx[:, :-1]).float() - full[:, -2]).abs().max() < 0.05 * full.abs().max()
-        assert (model.decode_one(idx[:, -1:], idx.size(1) - 1).float() - full[:, -1]).abs().max() < 0.05 * full.abs().max()
+        assert (prefill(model, idx[:, :-1]).float() - full[:, -2]).abs().max() < 0.05 * full.abs().max()
+        assert (decode_one(model, idx[:, -1:], idx.size(1) - 1).float() - full[:, -1]).abs().max() < 0.05 * full.abs().max()
     codes = tts(model, tok, ['hi'], max_seconds=0.3, seed=0)[0]
     assert len(decode_codes(codec, codes)) == len(codes) // FRAME_LEN * FRAME_SAMPLES > 0
 

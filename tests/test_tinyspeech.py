@@ -1,12 +1,9 @@
 """The tiny espeak-ng corpus: sentences, held-out splits, speakers, synthesis."""
-import os
 import re
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tinyspeech  # noqa: E402
 from tokenizer import SAMPLE_RATE  # noqa: E402
 

@@ -9,7 +9,9 @@ import torch
 
 from configurator import apply_overrides
 from fixtures import write_synthetic_dataset
-from model import model_from_checkpoint
+from common import model_from_checkpoint
+from generate import generate
+from tokenfile import load_split
 from tokenizer import Tokenizer
 import train
 
@@ -39,7 +41,7 @@ def test_loss_falls_and_checkpoint_stands_alone(data_root, tmp_path):
     ckpt = torch.load(tmp_path / 'ckpt.pt', map_location='cpu', weights_only=False)
     model, tok = model_from_checkpoint(ckpt), Tokenizer.from_dict(ckpt['vocab'])
     prompt = torch.tensor(tok.tts_prompt('red cat'))[None]
-    assert model.generate(prompt, 5, temperature=0).shape == (1, len(prompt[0]) + 5)
+    assert generate(model, prompt, 5, temperature=0).shape == (1, len(prompt[0]) + 5)
     assert not any(k.startswith('_orig_mod.') for k in ckpt['model'])
     assert ckpt['step'] == 40 and ckpt['config']['max_iters'] == 40
     assert not os.path.exists(tmp_path / 'ckpt.pt.tmp')
@@ -65,7 +67,6 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(data_root, tmp_path):
 
 
 def test_window_targets_cover_only_target_spans(data_root):
-    from prepare import load_split
     tokens, idx, meta = load_split(os.path.join(data_root, 'syn'), 'train')
     tok = Tokenizer.from_dict(meta['vocab'])
     first = 0
@@ -84,7 +85,6 @@ def test_window_targets_cover_only_target_spans(data_root):
 
 
 def test_windows_draw_examples_by_task_weight(data_root):
-    from prepare import load_split
     _, idx, _ = load_split(os.path.join(data_root, 'syn'), 'train')
     cfg = dict(train.DEFAULTS, mix_tts=0.0, mix_asr=1.0, mix_text=0.0)
     windows = train.draw_windows(np.random.default_rng(0), idx, train.task_cdf(idx, cfg), 20, 128)
