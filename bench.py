@@ -25,7 +25,7 @@ DEFAULTS = dict(
     n_layer=4, n_head=4, n_embd=256,
     block_size=512,
     batch_size=8,
-    vocab_size=12800,          # the reference size (DESIGN.md); the byte vocabulary + 3 x 4096 codes is 12,554
+    vocab_size=12800,          # the reference size (docs/results.md, Training throughput); the byte vocabulary + 3 x 4096 codes is 12,554
     device='cpu',
     modes='eager-fp32,eager-bf16,compiled-fp32,compiled-bf16',
     baselines=True,            # also time the plain nanoGPT-style model

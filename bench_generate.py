@@ -14,7 +14,7 @@ min_frames = max frames). Each figure is the median of --runs timed runs after a
 is printed because other processes change these numbers a lot: with more runnable threads than cores, every
 2-thread op waits for a descheduled OpenMP thread (KV-cache decoding fell from ~160 to ~20 tokens/s here at a
 load of 5; OMP_WAIT_POLICY=PASSIVE got back to ~160 then, but costs ~40 % on an idle machine). Compare
-figures taken side by side; the plain KV loop column calibrates a machine against DESIGN.md's figures.
+figures taken side by side; the plain KV loop column calibrates a machine against the reference figures in docs/results.md.
 """
 import os
 import statistics
@@ -26,6 +26,7 @@ os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')  # before numpy loads OpenBLA
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import codec as codec_lib
 from common import start
@@ -41,7 +42,7 @@ DEFAULTS = dict(
     device='cpu',              # cpu | cuda
     threads=2,
     runs=5,                    # timed runs per figure (the median is reported)
-    n_layer=4, n_head=4, n_embd=256,   # the reference model of DESIGN.md (~6.4 M parameters with the vocabulary)
+    n_layer=4, n_head=4, n_embd=256,   # the reference model of docs/results.md (~6.4 M parameters with the vocabulary)
     contexts=None,             # tokens of context for generation speed: None means 256,1024 (--contexts=512 works too)
     new_tokens=64,             # tokens generated per timed run (KV cache)
     naive_tokens=16,           # tokens generated per timed run without a cache (slow)
@@ -118,7 +119,7 @@ def tts_step_time(model, tok, ctx, n):
 
 class PlainKVGPT(torch.nn.Module):
     """A plain nanoGPT-style model (learned positions, LayerNorm, GELU MLP, tied embedding) with the simplest KV
-    cache (torch.cat per step): the calibration line. DESIGN.md's figures for such a loop (365 / 322 tokens/s
+    cache (torch.cat per step): the calibration line. The reference figures for such a loop (docs/results.md) (365 / 322 tokens/s
     at 256 / 1024 fp32) came from a faster, idle machine; measured side by side it says what this one gives."""
 
     def __init__(self, n_layer, n_head, n_embd, vocab_size, block_size):
@@ -173,7 +174,7 @@ def median_of(fn, runs):
 def bench_tokens(cfg):
     contexts = cfg['contexts'] or (256, 1024)
     contexts = [int(c) for c in (contexts if isinstance(contexts, (tuple, list)) else [contexts])]
-    vocab = 12800  # DESIGN.md's reference vocabulary
+    vocab = 12800  # the reference vocabulary (docs/results.md)
     print(f"\n== generation, batch 1, {cfg['n_layer']} layers x {cfg['n_embd']} wide, vocab {vocab}, "
           f"{torch.get_num_threads()} threads (load {load()})")
     print(f"{'weights':>9} {'context':>8} {'forward_naive':>14} {'forward':>8} {'KV cache':>9} {'vs forward':>11} "
@@ -321,7 +322,6 @@ def bench_stream(cfg):
 
 def count_ops(fn):
     """Number of aten operators (≈ GPU kernel launches) that fn() dispatches."""
-    from torch.utils._python_dispatch import TorchDispatchMode
 
     class Counter(TorchDispatchMode):
         n = 0

@@ -194,7 +194,7 @@ GL_ITERS = 64               # Griffin-Lim iterations per decoded block (the bloc
 GL_MOMENTUM = 0.99          # fast Griffin-Lim (Perraudin et al. 2013): same cost per iteration, better phase
 KMEANS_ITERS = 4            # Lloyd iterations after sampling the codebooks from the data
 KMEANS_POINTS = 8           # ... on at most this many data points per code (fitting stays fast)
-MEL_RIGHT_CONTEXT = 1       # frames after a decoded block that its Griffin-Lim run sees (the table in README.md)
+MEL_RIGHT_CONTEXT = 1       # frames after a decoded block that its Griffin-Lim run sees (docs/results.md, Codecs)
 PHASE_TABLE_FRAMES = 1024   # fixed random initial phases, indexed by hop frame: decoding is deterministic
 LABEL = ("log-mel residual-VQ stand-in codec, not SNAC: 80 mel bands, hop 512 at 24 kHz, codes at SNAC's "
          "1:2:4 rates (L0 on 4-frame means, L1 on 2-frame means of the residual, L2 per frame), decoded with "
@@ -432,7 +432,7 @@ def load_codec(spec='snac', device='cpu'):
 # -----------------------------------------------------------------------------
 # streaming decode: emit the middle of a window of frames, with context frames on each side
 # One frame's codes move SNAC's output about 2.3 frames each side (its decoder's receptive field), so
-# 3 frames of context on each side reproduce the one-shot decode up to float rounding (the table in README.md).
+# 3 frames of context on each side reproduce the one-shot decode up to float rounding (docs/results.md, Codecs).
 
 LEFT_CONTEXT = 3     # SNAC: frames of codes before the emitted ones
 RIGHT_CONTEXT = 3    # SNAC: frames after them (look-ahead: audio lags the codes by this many frames)

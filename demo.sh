@@ -6,7 +6,7 @@
 # output says which.
 set -euo pipefail
 cd "$(dirname "$0")"
-export OPENBLAS_NUM_THREADS=1   # the stand-in codec's small matmuls run faster single-threaded (prepare.py --bench)
+export OPENBLAS_NUM_THREADS=1   # the stand-in codec's small matmuls run faster single-threaded (bench_data.py --what=prepare)
 start=$(date +%s)
 
 echo "== install"

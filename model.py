@@ -16,14 +16,13 @@ Notable choices:
 Run it to print a model's parameter counts and FLOPs:  python model.py --n_layer=4 --n_embd=256
 """
 import math
-import sys
 from dataclasses import dataclass, asdict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from configurator import apply_overrides
+from configurator import apply_overrides, run
 
 IGNORE_INDEX = -1
 
@@ -242,9 +241,12 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
 
 
-if __name__ == '__main__':
-    cfg = apply_overrides(asdict(GPTConfig()), sys.argv[1:])
-    model = GPT(GPTConfig(**cfg))
+def main(argv):
+    model = GPT(GPTConfig(**apply_overrides(asdict(GPTConfig()), argv)))
     print(model.config)
     print(f"parameters: {model.num_params(False) / 1e6:.2f} M total, {model.num_params() / 1e6:.2f} M non-embedding")
     print(f"training FLOPs per token at block_size: {model.flops_per_token() / 1e6:.1f} M")
+
+
+if __name__ == '__main__':
+    run(main)

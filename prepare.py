@@ -48,9 +48,11 @@ import sys
 import time
 import warnings
 from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from fnmatch import fnmatch
 
 import numpy as np
+from huggingface_hub import HfApi, hf_hub_download, try_to_load_from_cache
 from tqdm import tqdm
 
 import codec as codec_lib
@@ -424,7 +426,6 @@ def load_shard_part(out, split):
 
 
 def hub_download(repo, filename):
-    from huggingface_hub import hf_hub_download
     try:
         return hf_hub_download(repo, filename, repo_type='dataset')  # resumes partial downloads, caches
     except Exception as e:
@@ -434,7 +435,6 @@ def hub_download(repo, filename):
 
 def hub_shards(repo, pattern, timeout=10.0):
     """The repo's files matching pattern, sorted. A clear error when the hub cannot be reached."""
-    from huggingface_hub import HfApi
     try:
         info = HfApi().dataset_info(repo, timeout=timeout)
     except Exception as e:
@@ -492,7 +492,6 @@ def run_shards(jobs, opts):
             if enough():
                 break
     else:
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
         with ProcessPoolExecutor(opts['workers']) as pool:
             pending, next_job = {}, 0
             while True:
@@ -536,7 +535,6 @@ def prepare_mls(opts, out_dir, tok):
 def snac_available(timeout=3.0):
     """True when pretrained SNAC can load: cached locally, or the hub answers within timeout seconds."""
     try:
-        from huggingface_hub import HfApi, try_to_load_from_cache
         if isinstance(try_to_load_from_cache(codec_lib.DEFAULT_SNAC, 'pytorch_model.bin'), str):
             return True
         if os.environ.get('HF_HUB_OFFLINE', '').lower() in ('1', 'true', 'yes', 'on'):

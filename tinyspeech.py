@@ -159,7 +159,7 @@ HELDOUT_SPEAKER_FRACTION = 0.1
 # (x 2 genders x 3 rates x 3 pitches) the same words give very different codes, and the demo's 2.4 M-parameter
 # model learned the sentence language but not to hear in its 9 minutes: held-out ASR CER 0.73 against the 0.75
 # chance line; 12 speakers (both genders): 0.70; these 6: 0.67, and 0.47 with the demo's current training
-# (README.md, The demo). Bigger models and longer runs can take more:
+# (docs/results.md, What made it hear). Bigger models and longer runs can take more:
 #   prepare.py --genders=male,female --rates=slow,steady,fast --pitches=low-pitched,mid-pitched,high-pitched
 DEFAULT_SPEAKERS = dict(voices=list(ACCENTS), genders=['male'], rates=['steady'], pitches=['mid-pitched'])
 

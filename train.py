@@ -1,7 +1,7 @@
 """
 Train snacgpt on the token files that prepare.py wrote.
 
-    python train.py config/train_tiny.py                          # CPU, the tiny corpus, ~8 minutes
+    python train.py config/train_tiny.py                          # CPU, the tiny corpus, ~8.5 minutes (2 AVX2 cores)
     python train.py config/train_tiny.py --max_iters=50 --compile=False
     python train.py config/train_tiny.py --resume=True            # continue a killed run
     torchrun --standalone --nproc_per_node=8 train.py config/train_mls_large.py
@@ -74,7 +74,7 @@ DEFAULTS = dict(
     # system
     device='auto',              # 'auto' picks cuda, then mps, then cpu
     dtype='auto',               # 'auto': bfloat16 autocast on CUDA and on CPUs with fast bf16 (AVX-512), else float32
-    compile=True,               # torch.compile: faster on CUDA and, with bf16, on CPU too (bench.py); costs a minute or so of compiling
+    compile=True,               # torch.compile: faster on CUDA and, with bf16, on CPU too (bench.py); costs 15-25 s of compiling per model size on CPU
     threads=0,                  # CPU threads, 0 = torch's default
 )
 
@@ -310,7 +310,7 @@ def train(cfg):
         import wandb
         wandb.init(project=cfg['wandb_project'], config=cfg, resume='allow')
     peak = peak_flops(device, dtype)
-    say(f"MFU against a peak of {peak / 1e12:.2f} TFLOP/s in {dtype} " + ('(data sheet)' if device_type == 'cuda' else '(best of 5 matmuls on these threads)')
+    say(f"MFU against a peak of {peak / 1e12:.2f} TFLOP/s in {dtype} " + ('(data sheet)' if device_type == 'cuda' else '(measured: the best of a few matmuls on these threads)')
         if peak else f"no MFU: no peak FLOP/s known for {device}")
 
     def run_eval():

@@ -7,7 +7,8 @@ The tiny demo: the espeak-ng corpus (python prepare.py --source=tiny --name=tiny
 Takes 8.5 minutes on 2 AVX2 CPU cores in fp32 (about 6,200 tokens/s, ~0.44 s per step; the 600 s time limit
 is a guard for slower machines). Measured on these values in a fresh clone (bash demo.sh): final validation
 loss on the target spans 6.06 (audio targets 7.88 nats per code against the uniform ln 4096 = 8.32; ASR
-transcripts 0.30 nats per byte; plain text 0.41); held-out ASR CER 0.47 against the 0.75 chance line.
+transcripts 0.30 nats per byte; plain text 0.41); held-out ASR CER 0.47 against the 0.75 chance line
+(docs/results.md, Demo; why batch 4 and ASR drawn 6x: What made it hear).
 """
 dataset = 'tiny'
 out_dir = 'out/tiny'
@@ -26,4 +27,4 @@ eval_interval = 230
 eval_examples = 96
 log_interval = 50
 time_limit = 600.0
-compile = False   # on 2 cores compiling takes one to several minutes of the 9, more than it saves in so short a run
+compile = False   # on CPU compiling costs 15-25 s and gained nothing per step in fp32 (docs/results.md, Training throughput)
