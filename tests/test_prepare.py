@@ -284,6 +284,8 @@ def test_tiny_corpus_with_a_natural_voice_end_to_end(tmp_path, monkeypatch):
     assert meta['splits']['train']['n_utterances'] == 30 and meta['splits']['val']['n_utterances'] == 6
     assert meta['skipped'] == {} and len(os.listdir(os.path.join(data_dir, 'synth'))) == 36
     records = utterances(data_dir)
+    synth = os.path.join(data_dir, 'synth')
+    assert all(os.path.exists(tinyspeech.cache_path(synth, r)) for r in records)  # where eval.py finds the source audio
     assert {r['desc'] for r in records} <= {'a steady, natural female voice with an American accent',
                                             'a fast, natural female voice with an American accent'}
     assert meta['splits']['train']['tasks']['tts']['with_desc'] > 0  # description-conditioned TTS examples
