@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from configurator import apply_overrides, run
 from model import GPT, GPTConfig
-from common import peak_flops
+from common import peak_flops, start
 
 DEFAULTS = dict(
     n_layer=4, n_head=4, n_embd=256,
@@ -101,8 +101,7 @@ def time_side_by_side(steps, n):
 
 def main(argv):
     cfg = apply_overrides(DEFAULTS, argv)
-    if cfg['threads']:
-        torch.set_num_threads(cfg['threads'])
+    start(cfg['device'], cfg['threads'])
     gcfg = GPTConfig(vocab_size=cfg['vocab_size'], block_size=cfg['block_size'], n_layer=cfg['n_layer'],
                      n_head=cfg['n_head'], n_embd=cfg['n_embd'])
     tokens = cfg['batch_size'] * cfg['block_size']

@@ -22,6 +22,7 @@ import torch
 import tinyspeech
 from codec import (FIRST_FRAMES, LEFT_CONTEXT, MAX_STEP_FRAMES, RIGHT_CONTEXT, MelCodec, SnacCodec, StreamingDecoder,
                    log_mel, make_random_snac, random_levels)
+from common import start
 from configurator import apply_overrides, run
 from prepare import SEPARATORS, config as prepare_config, iter_rows, prepare_shard, resolve_options, validate_row
 from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SAMPLES, LEVEL_RATES, SAMPLE_RATE, flatten
@@ -235,7 +236,7 @@ def main(argv):
     unknown = set(what) - {'table', 'codec', 'prepare'}
     if unknown:
         raise ValueError(f"--what={cfg['what']}: unknown {sorted(unknown)}; choose from table, codec, prepare")
-    torch.set_num_threads(cfg['threads'])
+    start('cpu', cfg['threads'])
     if 'table' in what:
         snac_context_table()
         mel_context_table(fitted_mel(cfg['mel']), speech_corpus(8, seed=4))

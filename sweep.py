@@ -37,12 +37,10 @@ import torch
 from scipy.optimize import minimize
 from tqdm import tqdm
 
-import train
 import configurator
-from configurator import apply_overrides, parse_value
+import train
+from configurator import REPO, apply_overrides, parse_value
 from model import GPT, GPTConfig
-
-REPO = os.path.dirname(os.path.abspath(__file__))
 
 # -----------------------------------------------------------------------------
 # default sweep config (config/sweep_*.py override these; see config/sweep_tiny.py)

