@@ -120,6 +120,13 @@ def load_checkpoint(path, device='cpu', dtype='float32', need_codec=True, expect
         codec = codec_from_dict(ckpt['codec'], device=device if device != 'mps' else 'cpu')
     return model, tok, codec, ckpt
 
+def speaks_word_by_word(ckpt, words=None):
+    """Whether TTS should run word by word (sample.WordGrammar): as asked (True / False), else as the checkpoint
+    learned it, from its data's mixture (prepare.py --tts_words)."""
+    if words is not None:
+        return bool(words)
+    return ((ckpt.get('data_meta') or {}).get('mixture') or {}).get('tts_words', 0) > 0
+
 # -----------------------------------------------------------------------------
 # peak FLOP/s, for model FLOPs utilisation (MFU)
 

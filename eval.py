@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 import tinyspeech
 from codec import codec_from_dict, load_audio, resample, write_wav
-from common import load_checkpoint, pick_device
+from common import load_checkpoint, pick_device, speaks_word_by_word
 from configurator import apply_overrides, run
 from generate import check_sampling
 from model import IGNORE_INDEX
@@ -62,6 +62,7 @@ config = dict(
     max_length_ratio=2.0,     # TTS stops at this many times the longest chosen reference (the block size caps it too)
     tts_temperature=1.0,      # TTS sampling (ASR is greedy)
     tts_top_k=None,
+    tts_words=None,           # TTS word by word (sample.WordGrammar); None: as the checkpoint's data (prepare.py --tts_words)
     chance_n=5000,            # training transcripts compared for the chance lines (a seeded sample; tiny: all 4,000)
     probe=True,               # the first-word probe on the codes (stand-in codec only; a few seconds)
     probe_n=2000,             # training utterances it is fitted on (a seeded sample)
@@ -302,13 +303,14 @@ def loss_measures(model, tok, examples, tasks, batch_size, device):
         task_n[task] = task_n.get(task, 0) + len(nats)
         if task != 'tts':
             continue
-        n_codes = int(tok.is_audio(targets.cpu().numpy()).sum())  # the span is codes, then <eos>
-        pos = torch.arange(n_codes, device=device) % FRAME_LEN  # frame position: the span starts a frame
-        legal = logp[:n_codes].gather(1, offsets[pos][:, None] + torch.arange(CODEBOOK_SIZE, device=device))  # (n, 4096)
-        grammar = nats[:n_codes] + torch.logsumexp(legal, dim=1)
+        is_code = torch.as_tensor(tok.is_audio(targets.cpu().numpy()), device=device)
+        nats, logp = nats[is_code], logp[is_code]  # the codes: one span, or one per word (whole frames each)
+        pos = torch.arange(len(nats), device=device) % FRAME_LEN  # frame position: every span starts a frame
+        legal = logp.gather(1, offsets[pos][:, None] + torch.arange(CODEBOOK_SIZE, device=device))  # (n, 4096)
+        grammar = nats + torch.logsumexp(legal, dim=1)
         for level in range(N_LEVELS):
             m = level_of[pos] == level
-            level_sum[level] += nats[:n_codes][m].sum().item()
+            level_sum[level] += nats[m].sum().item()
             grammar_sum[level] += grammar[m].sum().item()
             level_n[level] += int(m.sum())
     n = int(level_n.sum())
@@ -488,7 +490,7 @@ def pick_utterances(utts, n, tok, tokens, idx, block, room, rng):
     return chosen, too_long
 
 
-def generation_measures(model, tok, chosen, room, cfg, notes):
+def generation_measures(model, tok, chosen, room, cfg, notes, words=False):
     """Greedy ASR of the reference codes; TTS under the frame grammar; the model's own ASR of its TTS codes.
     -> (asr report, tts report, generated codes, round-trip transcripts)."""
     block = model.config.block_size
@@ -504,7 +506,8 @@ def generation_measures(model, tok, chosen, room, cfg, notes):
     with warnings.catch_warnings(record=True) as caught:  # the context may cap max_seconds: say so in the report
         warnings.simplefilter('always')
         codes, info = tts(model, tok, refs, descs, max_seconds=max_seconds, temperature=cfg['tts_temperature'],
-                          top_k=cfg['tts_top_k'], seed=cfg['seed'], batch_size=cfg['batch_size'], return_info=True)
+                          top_k=cfg['tts_top_k'], seed=cfg['seed'], batch_size=cfg['batch_size'], return_info=True,
+                          words=words)
     notes.extend(sorted({str(w.message) for w in caught}))
     tts_seconds = time.time() - t0
     speakable = [k for k, c in enumerate(codes) if fits_asr(c, block, room)]
@@ -522,7 +525,7 @@ def generation_measures(model, tok, chosen, room, cfg, notes):
                         examples=[dict(text=r, transcript=h) for r, h in zip(refs[:5], round_trip[:5])]),
         duration=duration_measures([i['frames'] for i in info], ref_frames, [i['hit_max'] for i in info]),
         sampling=dict(temperature=cfg['tts_temperature'], top_k=cfg['tts_top_k'], seed=cfg['seed'],
-                      max_seconds=max_seconds, desc=cfg['tts_desc']),
+                      max_seconds=max_seconds, desc=cfg['tts_desc'], words=words),
         seconds=tts_seconds)
     return asr_report, tts_report, codes, round_trip
 
@@ -669,7 +672,8 @@ def evaluate_checkpoint(cfg):
     if cfg['probe']:
         report['probe'] = probe_measure(ckpt, cfg, tok, utts, tokens, idx, records, rng('probe'), device, notes)
     if chosen:
-        report['asr'], tts_report, codes, round_trip = generation_measures(model, tok, chosen, room, cfg, notes)
+        words = speaks_word_by_word(ckpt, cfg['tts_words'])
+        report['asr'], tts_report, codes, round_trip = generation_measures(model, tok, chosen, room, cfg, notes, words)
         report['tts'].update(tts_report)
         report['tts']['whisper'], samples = audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes, meta)
         if samples:

@@ -72,6 +72,8 @@ config = dict(
     encoding='',              # byte | gpt2 | cl100k_base (default: gpt2 for mls, byte otherwise: works offline)
     layout='level',           # level | position (see tokenizer.py)
     tts=1.0, tts_desc=0.5, asr=1.0, text=0.2,  # task mixture, see the docstring
+    tts_words=0.0,            # share of TTS examples interleaved word by word (tokenizer.tts_words), for utterances
+                              # whose voice tells where each word ends (tiny: hibari)
     seed=0,
     force=False,              # rebuild even when data/<name>/ is complete and up to date
     codec='auto',             # tiny, folder: auto | mel | mel:<file.npz> | snac | snac:<hub id or folder>
@@ -129,12 +131,17 @@ def repeats(fraction, rng):
     return whole + int(rng.random() < fraction - whole)
 
 
-def utterance_examples(tok, text, flat, desc, mixture, rng):
-    """[(task, ids, target_mask, with_desc)] for one utterance, as many of each task as the mixture draws."""
+def utterance_examples(tok, text, flat, desc, mixture, rng, frames=None):
+    """[(task, ids, target_mask, with_desc)] for one utterance, as many of each task as the mixture draws. frames:
+    frames per word of text.split() (word_frames), which lets a TTS example interleave text and audio word by word."""
     out = []
     for _ in range(repeats(mixture['tts'], rng)):
         with_desc = bool(desc) and rng.random() < mixture['tts_desc']
-        out.append(('tts', *tok.tts(text, flat, desc if with_desc else None), with_desc))
+        d = desc if with_desc else None
+        if frames is not None and rng.random() < mixture['tts_words']:  # no draw without timings: old builds stay
+            out.append(('tts', *tok.tts_words(text.split(), flat, frames, d), with_desc))
+        else:
+            out.append(('tts', *tok.tts(text, flat, d), with_desc))
     for _ in range(repeats(mixture['asr'], rng)):
         out.append(('asr', *tok.asr(flat, text), False))
     for _ in range(repeats(mixture['text'], rng)):
@@ -582,11 +589,29 @@ def training_audio(utts, wavs):
     return [w for u, w in zip(utts, wavs) if u['split'] == 'train']
 
 
-def encode_utterances(utts, wavs, codec, tok, opts, skips):
-    """Encode audio, build the task examples, sort them into splits -> {split: part}."""
+def word_frames(ends, n_frames):
+    """Word end positions (samples) -> frames per word: each word ends at the frame boundary nearest its end, every
+    word gets at least one frame, the first takes any leading silence and the last the rest. None when there are
+    fewer frames than words."""
+    n = len(ends)
+    if n == 0 or n_frames < n:
+        return None
+    bounds = np.rint(np.asarray(ends, dtype=np.float64) / FRAME_SAMPLES).astype(np.int64)
+    bounds[-1] = n_frames
+    for i in range(n):  # at least one frame each, counted from the left ...
+        bounds[i] = max(bounds[i], (bounds[i - 1] if i else 0) + 1)
+    for i in reversed(range(n - 1)):  # ... and room for the words after it
+        bounds[i] = min(bounds[i], bounds[i + 1] - 1)
+    return np.diff(bounds, prepend=0).tolist()
+
+
+def encode_utterances(utts, wavs, codec, tok, opts, skips, ends=None):
+    """Encode audio, build the task examples, sort them into splits -> {split: part}. ends: per utterance the word
+    end positions (tinyspeech.word_ends) or None, for word-interleaved TTS examples (--tts_words)."""
     writers = {s: SplitWriter(tok) for s in SPLITS}
     rng = np.random.default_rng(opts['seed'])
-    for u, wav in tqdm(list(zip(utts, wavs)), desc='encoding', unit='utt'):
+    ends = ends or [None] * len(utts)
+    for u, wav, u_ends in tqdm(list(zip(utts, wavs, ends)), desc='encoding', unit='utt'):
         reason = check_transcript(u['text'], opts)
         if reason:
             skips.skip(reason, file=u.get('file', u.get('id')), row=None, field='text',
@@ -598,7 +623,13 @@ def encode_utterances(utts, wavs, codec, tok, opts, skips):
             skips.skip(reason, file=u.get('file', u.get('id')), row=None, field='audio',
                        detail=f"{len(wav) / SAMPLE_RATE:.2f} s")
             continue
-        examples = utterance_examples(tok, u['text'], flat, u.get('desc'), opts, rng)
+        frames = None if u_ends is None else word_frames(u_ends, len(flat) // FRAME_LEN)
+        if u_ends is not None and frames is None:
+            skips.repair('plain TTS only: fewer frames than words', file=u.get('id'), row=None, field='audio',
+                         detail=f"{len(flat) // FRAME_LEN} frames, {len(u_ends)} words")
+        if frames is not None:
+            u = dict(u, word_frames=frames)
+        examples = utterance_examples(tok, u['text'], flat, u.get('desc'), opts, rng, frames)
         writers[u['split']].add(u, flat, examples)
     return {s: [w.part()] for s, w in writers.items()}
 
@@ -607,7 +638,6 @@ def synthesis_cache(utts, out_dir):
     """data/<name>/synth/ when a natural voice speaks (10-50x slower than espeak-ng: an interrupted build resumes,
     a rebuild with another codec synthesizes nothing, eval.py reads the source audio back), else None (espeak-ng
     re-synthesizes 4,000 utterances in seconds, not worth ~0.5 GB of disk)."""
-    import tinyspeech
     return os.path.join(out_dir, 'synth') if any(u['voice'] in tinyspeech.NATURAL_VOICES for u in utts) else None
 
 
@@ -617,9 +647,14 @@ def prepare_tiny(opts, out_dir, tok):
     skips = Skips()
     engines = '; '.join(tinyspeech.engine_names(u['voice'] for u in utts))  # a missing package fails here, first
     print(f"synthesizing {len(utts)} utterances with {engines}")
-    wavs = tinyspeech.synthesize_corpus(utts, cache=synthesis_cache(utts, out_dir))
+    cache = synthesis_cache(utts, out_dir)
+    wavs = tinyspeech.synthesize_corpus(utts, cache=cache)
+    ends = [tinyspeech.word_ends(u, cache) for u in utts] if opts['tts_words'] else None  # cached with the audio
+    if ends is not None:
+        print(f"--tts_words={opts['tts_words']}: {sum(e is not None for e in ends)} of {len(utts)} utterances have "
+              f"word timings (hibari tells them; espeak-ng and joe do not)")
     codec, spec, codec_file = open_codec(opts['codec'], lambda: training_audio(utts, wavs), out_dir, opts['seed'])
-    parts = encode_utterances(utts, wavs, codec, tok, opts, skips)
+    parts = encode_utterances(utts, wavs, codec, tok, opts, skips, ends)
     spk = tinyspeech.speakers(opts['seed'], **who)
     info = dict(synthesizer=engines, codec_spec=spec,
                 speakers=len(spk), heldout_speakers=sum(s['heldout'] for s in spk))
@@ -778,11 +813,12 @@ def resolve_options(opts):
         raise ValueError(f"--source must be tiny, mls or folder, got {opts['source']!r}")
     opts['encoding'] = opts['encoding'] or ('gpt2' if opts['source'] == 'mls' else 'byte')
     opts['name'] = opts['name'] or opts['source']
-    for task in TASKS + ('tts_desc',):
+    for task in TASKS + ('tts_desc', 'tts_words'):
         if opts[task] < 0:
             raise ValueError(f"--{task}={opts[task]} must be >= 0")
-    if opts['tts_desc'] > 1:
-        raise ValueError(f"--tts_desc={opts['tts_desc']} is a probability, at most 1")
+    for key in ('tts_desc', 'tts_words'):
+        if opts[key] > 1:
+            raise ValueError(f"--{key}={opts[key]} is a probability, at most 1")
     if not 0 <= opts['val_fraction'] < 1:
         raise ValueError(f"--val_fraction={opts['val_fraction']} must be in [0, 1)")
     return opts
@@ -812,7 +848,7 @@ def prepare(opts):
     meta = dict(format_version=VERSION, vocab=tok.to_dict(), dtype=np.dtype(token_dtype(tok.vocab_size)).name,
                 tasks=list(TASKS), codec=codec_desc, codec_file=codec_file, source=opts['source'], source_info=info,
                 options=options_key(opts),
-                mixture={k: opts[k] for k in ('tts', 'tts_desc', 'asr', 'text')},
+                mixture={k: opts[k] for k in ('tts', 'tts_desc', 'tts_words', 'asr', 'text')},
                 splits=splits, **skips.to_dict(), build_seconds=round(time.time() - t0, 1))
     save_json(os.path.join(out_dir, 'meta.json'), meta)  # last: its presence means the folder is complete
     print(summary(out_dir, meta))

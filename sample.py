@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from codec import load_audio, write_wav
-from common import load_checkpoint, start
+from common import load_checkpoint, speaks_word_by_word, start
 from configurator import apply_overrides, run
 from generate import check_sampling, compile_decoding, generate_tokens
 from tokenizer import FRAME_LEN, FRAME_SECONDS, flatten, unflatten
@@ -143,6 +143,81 @@ class FrameGrammar:
             return logits + self.table[states[0]]  # (1, V) + (V,): no gather for a single sequence
         return logits + self.table[torch.tensor(states, device=logits.device)]  # (B, V)
 
+class WordGrammar:
+    """logits_hook for word-interleaved TTS (tokenizer.tts_words): the model speaks one word at a time and ends it
+    with <text> at a frame boundary; the hook then forces the next word's text and <audio>, so the words spoken are
+    always the ones asked for, in order. After the last word, <eos> ends the audio. words: one word list per row; each
+    prompt holds its first word already (tokenizer.tts_words_prompt). Each word gets at least one frame and at most
+    max_word_frames; the whole utterance at least min_frames and at most max_frames."""
+
+    def __init__(self, tok, words, min_frames=1, max_frames=None, max_word_frames=None):
+        self.tok, self.words = tok, [list(w) for w in words]
+        self.min_frames, self.max_frames, self.max_word_frames = int(min_frames), max_frames, max_word_frames
+        self.l0 = tok.legal_audio_range(0)
+        self.rows = [dict(word=0, forced=[], position=0, word_frames=0, frames=0, done=False) for _ in self.words]
+        self.seen = None  # tokens of seq already folded in; the prompt is never folded
+
+    def step(self, k, i):
+        r, tok = self.rows[k], self.tok
+        if r['done']:
+            return
+        if r['forced']:  # the hook allowed nothing else
+            r['forced'].pop(0)
+            if i == tok.audio:
+                r['position'] = r['word_frames'] = 0
+        elif i == tok.eos:
+            r['done'] = True
+        elif i == tok.text:  # the model ended a word: the next one's text comes, then its audio
+            r['word'] += 1
+            r['forced'] = tok.encode_text(' ' + self.words[k][r['word']]) + [tok.audio]
+        else:  # an audio code
+            r['position'] = (r['position'] + 1) % FRAME_LEN
+            if r['position'] == 0:
+                r['word_frames'] += 1
+                r['frames'] += 1
+
+    def allowed(self, k):
+        """[(lo, hi)] id ranges row k may take next."""
+        r, tok = self.rows[k], self.tok
+        if r['done']:
+            return [(tok.eos, tok.eos + 1)]
+        if r['forced']:
+            return [(r['forced'][0], r['forced'][0] + 1)]
+        if r['position']:
+            return [tok.legal_audio_range(r['position'])]
+        last = r['word'] == len(self.words[k]) - 1
+        if self.max_frames is not None and r['frames'] >= self.max_frames:
+            return [(tok.eos, tok.eos + 1)]
+        if self.max_word_frames is not None and r['word_frames'] >= self.max_word_frames:
+            return [(tok.eos, tok.eos + 1) if last else (tok.text, tok.text + 1)]
+        out = [self.l0]
+        if r['word_frames'] >= 1 and not last:
+            out.append((tok.text, tok.text + 1))
+        if r['word_frames'] >= 1 and last and r['frames'] >= self.min_frames:
+            out.append((tok.eos, tok.eos + 1))
+        return out
+
+    def fold(self, seq):
+        if self.seen is None:
+            self.seen = seq.size(1)
+        for k, new in enumerate(seq[:, self.seen:].tolist()):
+            for i in new:
+                self.step(k, i)
+        self.seen = seq.size(1)
+
+    def head_rows(self, seq):
+        self.fold(seq)
+        ranges = [x for k in range(len(self.rows)) for x in self.allowed(k)]
+        return min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
+
+    def __call__(self, logits, seq):
+        self.fold(seq)
+        mask = torch.full_like(logits, float('-inf'))
+        for k in range(len(self.rows)):
+            for lo, hi in self.allowed(k):
+                mask[k, lo:hi] = 0.0
+        return logits + mask
+
 # -----------------------------------------------------------------------------
 # batched, grammar-constrained generation
 
@@ -170,14 +245,14 @@ def check_prompt_ids(tok, prompt, block_size, what):
 
 
 def generate_ids(model, tok, prompts, want, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
-                 min_frames=1, max_frames=None):
-    """Generate for a batch of prompts (id lists) under FrameGrammar(want). Returns (rows, stats): rows holds the
-    new ids of each prompt, <eos> included when emitted; stats has the timings of the batch."""
+                 min_frames=1, max_frames=None, grammar=None):
+    """Generate for a batch of prompts (id lists) under FrameGrammar(want), or under `grammar` when given. Returns
+    (rows, stats): rows holds the new ids of each prompt, <eos> included when emitted; stats has the batch's timings."""
     device = model.wte.weight.device
     idx, valid = left_pad(prompts, tok.pad)
     idx = idx.to(device)
     valid = None if valid is None else valid.to(device)
-    grammar = FrameGrammar(tok, want, min_frames, max_frames, device)
+    grammar = grammar or FrameGrammar(tok, want, min_frames, max_frames, device)
     rows, finished = [[] for _ in prompts], [False] * len(prompts)
     t0 = time.perf_counter()
     t_first = None
@@ -212,11 +287,12 @@ def in_batches(items, batch_size):
 # the tasks, importable
 
 def tts(model, tok, texts, descs=None, max_seconds=10.0, temperature=1.0, top_k=None, top_p=None, seed=None,
-        min_frames=1, batch_size=16, return_info=False):
+        min_frames=1, batch_size=16, return_info=False, words=False, max_word_seconds=2.0):
     """Text to speech. texts: list of str; descs: None, one str for all, or a list (None entries allowed).
-    Returns a list of flat raw codes (7T,) per text, whole frames only (codec.decode(unflatten(c)) gives
-    T * FRAME_SAMPLES samples); with return_info, (codes, info) where info is one dict per text
-    (prompt and generated ids, frames, seconds, timings)."""
+    words: speak word by word (WordGrammar), for a model trained on word-interleaved TTS (prepare.py --tts_words),
+    each word at most max_word_seconds. Returns a list of flat raw codes (7T,) per text, whole frames only
+    (codec.decode(unflatten(c)) gives T * FRAME_SAMPLES samples); with return_info, (codes, info) where info is one
+    dict per text (prompt and generated ids, frames, seconds, timings)."""
     texts = [texts] if isinstance(texts, str) else list(texts)
     if descs is None or isinstance(descs, str):
         descs = [descs] * len(texts)
@@ -229,7 +305,9 @@ def tts(model, tok, texts, descs=None, max_seconds=10.0, temperature=1.0, top_k=
     max_frames = max(1, int(round(max_seconds / FRAME_SECONDS)))
     codes, info = [], []
     for chunk in in_batches(list(range(len(texts))), batch_size):
-        prompts = [tok.tts_prompt(texts[k], descs[k]).tolist() for k in chunk]
+        word_lists = [texts[k].split() for k in chunk]
+        prompts = [(tok.tts_words_prompt(w, descs[k]) if words else tok.tts_prompt(texts[k], descs[k])).tolist()
+                   for k, w in zip(chunk, word_lists)]
         for k, p in zip(chunk, prompts):
             check_prompt_ids(tok, p, block, f"text {k}")
         room_frames = (block - max(len(p) for p in prompts) - 1) // FRAME_LEN  # the last token is <eos>
@@ -240,16 +318,29 @@ def tts(model, tok, texts, descs=None, max_seconds=10.0, temperature=1.0, top_k=
         if frames < max_frames:
             warnings.warn(f"max_seconds={max_seconds} capped to {frames * FRAME_SECONDS:.2f} s: the model's context "
                           f"is {block} tokens")
-        rows, stats = generate_ids(model, tok, prompts, 'audio', frames * FRAME_LEN + 1, temperature, top_k, top_p,
-                                   seed, min_frames=min_frames, max_frames=frames)
+        n_new = frames * FRAME_LEN + 1
+        grammar = None
+        if words:  # room for the later words' forced text: <text>, the word, <audio>
+            n_new += max(sum(len(tok.encode_text(' ' + w)) + 2 for w in ws[1:]) for ws in word_lists)
+            n_new = min(n_new, block - max(len(p) for p in prompts))
+            grammar = WordGrammar(tok, word_lists, min_frames, frames, max(1, round(max_word_seconds / FRAME_SECONDS)))
+        rows, stats = generate_ids(model, tok, prompts, 'audio', n_new, temperature, top_k, top_p,
+                                   seed, min_frames=min_frames, max_frames=frames, grammar=grammar)
         for k, p, row in zip(chunk, prompts, rows):
-            audio = [i for i in row if i != tok.eos]
-            flat = tok.audio_codes(audio)  # the grammar made it whole frames in the right ranges
+            flat = audio_of(tok, row)
             codes.append(flat)
             info.append(dict(mode='tts', text=texts[k], desc=descs[k], prompt_ids=p, generated_ids=row,
                              frames=len(flat) // FRAME_LEN, seconds=len(flat) // FRAME_LEN * FRAME_SECONDS,
                              hit_max=len(flat) // FRAME_LEN >= frames, batch_start=chunk[0], **stats))
     return (codes, info) if return_info else codes
+
+
+def audio_of(tok, row):
+    """The audio codes (7T,) of a generated TTS row, its words' spans joined when it was spoken word by word (the
+    grammar made every span whole frames in the right ranges)."""
+    pieces, _ = tok.split([tok.audio] + [i for i in row if i != tok.eos])
+    spans = [x for kind, x in pieces if kind == 'audio']
+    return np.concatenate(spans) if spans else np.zeros(0, np.int64)
 
 
 def audio_to_codes(codec, item, where):
@@ -364,6 +455,7 @@ DEFAULTS = dict(
     batch_size=16,             # prompts per left-padded batch
     device='auto',             # auto | cpu | cuda | mps
     dtype='float32',           # float32 | bfloat16 | float16 (model weights; the codec stays float32)
+    words=None,                # tts: word by word (WordGrammar); None: as the checkpoint's data (prepare.py --tts_words)
     compile=False,             # torch.compile the one-token decode step: pays for long outputs (~12 s to compile on CPU)
     expect_vocab='',           # refuse a checkpoint whose vocabulary differs: 'gpt2/level' or a meta.json path
     threads=0,                 # torch threads (0: torch's default)
@@ -436,7 +528,8 @@ def main(argv):
         descs = descs + (file_descs or [None] * len(file_prompts))
         if not texts:
             raise ValueError("--mode=tts needs --text=... (or --file=prompts.txt)")
-        codes, info = tts(model, tok, texts, descs, max_seconds=cfg['max_seconds'], min_frames=cfg['min_frames'], **kw)
+        codes, info = tts(model, tok, texts, descs, max_seconds=cfg['max_seconds'], min_frames=cfg['min_frames'],
+                          words=speaks_word_by_word(ckpt, cfg['words']), **kw)
         for k, (flat, rec) in enumerate(zip(codes, info)):
             t = time.perf_counter()
             wav = decode_codes(codec, flat)

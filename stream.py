@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from codec import StreamingDecoder, write_wav
-from common import load_checkpoint, start
+from common import load_checkpoint, speaks_word_by_word, start
 from configurator import apply_overrides, run
 from generate import check_sampling, compile_decoding, generate_tokens
-from sample import FrameGrammar, check_prompt_ids
+from sample import FrameGrammar, WordGrammar, check_prompt_ids
 from tokenizer import FRAME_LEN, FRAME_SECONDS, SAMPLE_RATE
 
 # -----------------------------------------------------------------------------
@@ -40,19 +40,20 @@ from tokenizer import FRAME_LEN, FRAME_SECONDS, SAMPLE_RATE
 
 
 def stream(model, tok, codec, text, desc=None, max_seconds=10.0, temperature=1.0, top_k=None, top_p=None,
-           seed=None, min_frames=1, left=None, right=None, stats=None):
+           seed=None, min_frames=1, left=None, right=None, stats=None, words=False, max_word_seconds=2.0):
     """Yield float32 sample chunks (24 kHz mono) of the speech for `text` as they become final.
 
     Generation and decoding interleave in this one generator (no threads): after each 7th audio token the
     frame goes to the streaming decoder, which answers with the samples it can now finalize (often none:
     it waits for right context, then emits 1 frame, later as many as before, up to 16 at a time). The last
-    chunk is the decoder's tail.
+    chunk is the decoder's tail. words: speak word by word (sample.WordGrammar), for a model trained so; the forced
+    text between the words' audio never reaches the decoder.
     stats (a dict, optional) is filled in at the end: see the keys below; the generator also returns it."""
     stats = {} if stats is None else stats
     t_request = time.perf_counter()
     if not text or not text.strip():
         raise ValueError("the text is empty: there is nothing to say")
-    prompt = tok.tts_prompt(text, desc).tolist()
+    prompt = (tok.tts_words_prompt(text.split(), desc) if words else tok.tts_prompt(text, desc)).tolist()
     block = model.config.block_size
     check_prompt_ids(tok, prompt, block, 'text')
     frames = min(max(1, int(round(max_seconds / FRAME_SECONDS))), (block - len(prompt) - 1) // FRAME_LEN)
@@ -61,8 +62,13 @@ def stream(model, tok, codec, text, desc=None, max_seconds=10.0, temperature=1.0
     device = model.wte.weight.device
     idx = torch.tensor([prompt], dtype=torch.long, device=device)
     decoder = StreamingDecoder(codec, left, right)
-    grammar = FrameGrammar(tok, 'audio', min_frames, frames, device)
-    tokens = generate_tokens(model, idx, frames * FRAME_LEN + 1, temperature=temperature, top_k=top_k, top_p=top_p,
+    n_new = frames * FRAME_LEN + 1
+    if words:
+        n_new = min(block - len(prompt), n_new + sum(len(tok.encode_text(' ' + w)) + 2 for w in text.split()[1:]))
+        grammar = WordGrammar(tok, [text.split()], min_frames, frames, max(1, round(max_word_seconds / FRAME_SECONDS)))
+    else:
+        grammar = FrameGrammar(tok, 'audio', min_frames, frames, device)
+    tokens = generate_tokens(model, idx, n_new, temperature=temperature, top_k=top_k, top_p=top_p,
                              seed=seed, logits_hook=grammar, stop_token=tok.eos)
     generated, frame = [], []
     gen_s = decode_s = 0.0
@@ -74,6 +80,8 @@ def stream(model, tok, codec, text, desc=None, max_seconds=10.0, temperature=1.0
         gen_s += time.perf_counter() - t
         if nxt is None or int(nxt) == tok.eos:
             break
+        if not tok.is_audio(int(nxt)):  # a word's forced text, between its neighbours' audio
+            continue
         generated.append(int(nxt))
         frame.append(int(nxt))
         if len(frame) < FRAME_LEN:
@@ -249,6 +257,7 @@ DEFAULTS = dict(
     compile_codec=False,       # torch.compile SNAC's decoder (pays ~10 s per window shape at warm-up)
     compile_lm=False,          # torch.compile the LM's one-token step (generate.compile_decoding; ~12 s at warm-up)
     warmup=True,               # stream a short utterance first, so the figures are not first-call costs
+    words=None,                # word by word (sample.WordGrammar); None: as the checkpoint's data (prepare.py --tts_words)
     threads=0,                 # torch threads (0: torch's default)
 )
 
@@ -257,7 +266,8 @@ def main(argv):
     cfg = apply_overrides(DEFAULTS, argv)
     check_sampling(cfg['temperature'], cfg['top_k'], cfg['top_p'], ('--temperature', '--top_k', '--top_p'))
     device = start(cfg['device'], cfg['threads'])
-    model, tok, codec, _ = load_checkpoint(cfg['ckpt'], device, cfg['dtype'])
+    model, tok, codec, ckpt = load_checkpoint(cfg['ckpt'], device, cfg['dtype'])
+    words = speaks_word_by_word(ckpt, cfg['words'])
     if cfg['compile_codec']:
         compile_codec(codec)
     if cfg['compile_lm']:
@@ -271,7 +281,8 @@ def main(argv):
     playhead = SimulatedPlayhead(cfg['prebuffer_ms'] / 1000)
     stats, chunks = {}, []
     for chunk in stream(model, tok, codec, cfg['text'], cfg['desc'] or None, cfg['max_seconds'], cfg['temperature'],
-                        cfg['top_k'], cfg['top_p'], cfg['seed'], left=cfg['left'], right=cfg['right'], stats=stats):
+                        cfg['top_k'], cfg['top_p'], cfg['seed'], left=cfg['left'], right=cfg['right'], stats=stats,
+                        words=words):
         chunks.append(chunk)
         playhead.write(chunk)
         if speaker is not None:

@@ -205,6 +205,30 @@ class Tokenizer:
         """<text> t <eos>; every token after the marker is a target."""
         return self._example([self.text], self.encode_text(text) + [self.eos])
 
+    def tts_words(self, words, flat_codes, word_frames, desc=None):
+        """TTS interleaved word by word: each word's text, then its audio, so the model only ever has to say the
+        word it has just read (Spirit-LM and Moshi interleave text and speech for the same reason):
+            <desc> d <text> w1 <audio> w1's frames <text> ' w2' <audio> w2's frames ... <eos>
+        word_frames: frames per word (each >= 1, summing to the codes' frames). The target span starts with the first
+        audio code and runs to the end: the later words' text is predicted too, but generation forces it."""
+        flat_codes = np.asarray(flat_codes).reshape(-1)
+        if len(words) != len(word_frames) or min(word_frames, default=0) < 1 or \
+                sum(word_frames) * FRAME_LEN != len(flat_codes):
+            raise ValueError(f"{len(words)} words with frames {list(word_frames)} do not cover "
+                             f"{len(flat_codes) / FRAME_LEN:g} frames of codes, each word at least one")
+        prefix = self.tts_words_prompt(words, desc)
+        target, start = [], 0
+        for k, n in enumerate(word_frames):
+            if k:
+                target += [self.text] + self.encode_text(' ' + words[k]) + [self.audio]
+            target += list(self.audio_ids(flat_codes[start * FRAME_LEN:(start + n) * FRAME_LEN]))
+            start += n
+        return self._example(list(prefix), target + [self.eos])
+
+    def tts_words_prompt(self, words, desc=None):
+        """What tts_words() starts with: the description, the first word's text and <audio>."""
+        return self.tts(words[0], np.zeros(0, dtype=np.int64), desc)[0][:-1]
+
     def _example(self, prefix, target):
         ids = np.array(prefix + target, dtype=np.int64)
         target_mask = np.zeros(len(ids), dtype=bool)  # True where the token is part of the target span
