@@ -28,6 +28,11 @@ offline: 'hibari' (hibari-tts, an American female voice, 24 kHz, ~200x real time
 per rate (gender and pitch belong to the voice); a missing package is named in the error. hibari is
 repeatable (its noise is seeded from the utterance); piper draws fresh noise on every call. Whisper tiny.en
 understands them far better than the espeak-ng voices (README.md, An independent ear).
+
+Word timings: hibari's model decides how long each phoneme lasts before it makes any audio; HibariVoice reads those
+durations from the same model call, so word_ends(u) says where each word ends in exactly that audio (espeak-ng and
+joe cannot tell). On 20 utterances Whisper's word ends differ from them by 76 ms (median) within a sentence; the last
+word's end comes ~0.3 s after its sound stops (the model stretches the phoneme before a full stop over the pause).
 """
 import ctypes
 import hashlib
@@ -364,22 +369,111 @@ def onnx_options(threads):
     return options
 
 
+# hibari's duration predictor: /Round rounds each phoneme's predicted length, /Clip keeps it >= 1, /Cast_32 makes it
+# the int64 step counts that /CumSum turns into the phoneme -> step map. One step is two dsp frames (the decoder's
+# /Tile repeats each step twice, a 2x nearest upsampling): 2 x 300 samples = 25 ms at 24 kHz.
+HIBARI_STEPS = '/Cast_32_output_0'
+HIBARI_FRAMES_PER_STEP = 2
+# The vocabulary's non-phoneme symbols (hibari/assets/vocab.json): pauses and quotes. phonemize() attaches them to a
+# word ('tˈu,'), so a word ends where its last phoneme ends, and a comma's pause goes to the next word.
+HIBARI_PUNCTUATION = set(';:,.!?—…"()“”')
+WORD_TIMED_VOICES = {'hibari'}  # voices whose model says where each word ends (word_ends); the others cannot tell
+
+
+def varint(n):
+    """n as a protobuf base-128 varint: 7 bits a byte, low bits first, the top bit set on all but the last byte."""
+    out = bytearray()
+    while True:
+        out.append(n & 0x7f | (0x80 if n > 0x7f else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def with_int64_output(model, name):
+    """ONNX model bytes with one more graph output: the int64 tensor `name`. Written as protobuf by hand, so that no
+    onnx package is needed: a parser merges repeated copies of an embedded message (ModelProto.graph, field 7) and
+    appends to its repeated fields (GraphProto.output, field 12), so appending `graph { output { name type } }` to
+    the bytes adds one output (https://protobuf.dev/programming-guides/encoding/#last-one-wins). onnxruntime refuses
+    a name that is not in the graph."""
+    def field(number, payload):  # a length-delimited field (wire type 2)
+        return varint(number << 3 | 2) + varint(len(payload)) + payload
+    int64_tensor = field(1, varint(1 << 3) + varint(7))  # TypeProto.tensor_type { elem_type: INT64 (= 7) }
+    value_info = field(1, name.encode()) + field(2, int64_tensor)  # ValueInfoProto { name, type }
+    return model + field(7, field(12, value_info))
+
+
+def phoneme_word_ends(phonemes, vocab, steps):
+    """Where each space-separated word of one phoneme string ends, in steps from the string's start: the end of its
+    last phoneme that is not punctuation. steps: hibari's step count per id of Hibari.ids(phonemes), which keeps the
+    characters in vocab between two pads. None when a word is punctuation only (it would end nowhere)."""
+    kept = ''.join(c for c in phonemes if c in vocab)
+    assert len(steps) == len(kept) + 2, (len(steps), kept)
+    step_end = np.cumsum(steps)
+    ends, first = [], 1  # first: the index in steps of the word's first character (0 is the leading pad)
+    for word in kept.split(' '):
+        sounding = [i for i, c in enumerate(word) if c not in HIBARI_PUNCTUATION]
+        if word and not sounding:
+            return None
+        if word:
+            ends.append(int(step_end[first + sounding[-1]]))
+        first += len(word) + 1  # the word and the space after it
+    return ends
+
+
 class HibariVoice:
-    """hibari-tts's voice "heart", the one inside the wheel (its other voices download on first use)."""
+    """hibari-tts's voice "heart", the one inside the wheel (its other voices download on first use). Its ONNX model
+    runs here with one more output, the steps each phoneme lasts, so one call gives the audio and its word timings."""
 
     def __init__(self, threads=1):
         try:
             import hibari
-            self.tts = hibari.Hibari(voice='heart', threads=threads)
+            import hibari.dsp
+            import onnxruntime as ort
+            self.tts = hibari.Hibari(voice='heart', threads=threads)  # for its text front end: phonemize(), ids()
         except ImportError as e:
             raise missing_packages('hibari', e) from None
+        with open(self.tts.model_path, 'rb') as f:
+            model = with_int64_output(f.read(), HIBARI_STEPS)
+        self.session = ort.InferenceSession(model, onnx_options(threads), providers=['CPUExecutionProvider'])
+        self.dsp = hibari.dsp
         self.sample_rate = self.tts.sample_rate
         self.name = f"hibari-tts {hibari.__version__}, voice heart"
 
     def __call__(self, text, voice, rate, pitch):
+        return self.with_word_ends(text, rate)[0]
+
+    def with_word_ends(self, text, rate):
+        """-> (float32 audio at self.sample_rate, int64 end of each word of text.split() in its samples, or None when
+        the phoneme words do not pair one to one with them). The audio is Hibari.__call__'s, sample for sample: the
+        same sentence chunks, model and noise draws (hibari.tts.Hibari.stream)."""
         # seeded from what is said, so the same utterance is the same audio on every run and machine
         seed = int.from_bytes(hashlib.sha256(f"{text}|{rate}".encode()).digest()[:8], 'big')
-        return self.tts(text, speed=rate / RATES['steady'], seed=seed)
+        rng = np.random.default_rng(seed)
+        speed = np.asarray([rate / RATES['steady']], np.float32)
+        hop = self.dsp.HOP
+        parts, ends = [], []
+        for phonemes in self.tts.phonemize(text):  # one chunk per sentence (long ones split at clauses)
+            ids = self.tts.ids(phonemes)
+            if len(ids) < 3:
+                continue  # nothing to say: Hibari.from_ids returns no audio and draws no noise
+            *frames, steps = self.session.run(None, {'ids': np.asarray([ids], np.int64), 'speed': speed})
+            if frames[0].shape[-1] != HIBARI_FRAMES_PER_STEP * steps.sum():
+                raise RuntimeError(f"{self.name}: {frames[0].shape[-1]} frames for {steps.sum()} steps, expected "
+                                   f"{HIBARI_FRAMES_PER_STEP} frames a step (another model?)")
+            chunk_ends = phoneme_word_ends(phonemes, self.tts.vocab, steps)
+            if chunk_ends is None or ends is None:
+                ends = None
+            else:
+                # dsp frame k is centred on sample k * hop (a centred inverse STFT), so the boundary before frame b
+                # lies half a hop before b * hop
+                start = sum(len(p) for p in parts)
+                ends += [start + e * HIBARI_FRAMES_PER_STEP * hop - hop // 2 for e in chunk_ends]
+            parts.append(self.dsp.synth(*(f[0] for f in frames), rng))  # each chunk is exactly frames x hop samples
+        wav = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        if ends is None or len(ends) != len(text.split()):
+            return wav, None
+        return wav, np.asarray(ends, np.int64)
 
 
 class PiperJoe:
@@ -421,42 +515,76 @@ def engine_names(voices):
     return names + [natural_voice(v).name for v in NATURAL_VOICES if v in voices]
 
 
-def synthesize(text, voice='en-us', rate=175, pitch=50):
+def synthesize(text, voice='en-us', rate=175, pitch=50, return_word_ends=False):
     """Speak text -> float32 (N,) at tokenizer.SAMPLE_RATE. voice: an espeak-ng voice (not bit-repeatable between
-    calls) or a NATURAL_VOICES name (pitch does not apply; rate / 175 is the speed)."""
+    calls) or a NATURAL_VOICES name (pitch does not apply; rate / 175 is the speed).
+    return_word_ends: return (audio, ends), ends from the same synthesis: int64 (n_words,), where each word of
+    text.split() ends, in samples of the audio, strictly increasing; None where the voice cannot tell (see word_ends)."""
     engine = natural_voice(voice) if voice in NATURAL_VOICES else backend()
-    wav = engine(text, voice, rate, pitch)
+    if isinstance(engine, HibariVoice):
+        wav, ends = engine.with_word_ends(text, rate)
+    else:
+        wav, ends = engine(text, voice, rate, pitch), None
     if len(wav) == 0:
         raise RuntimeError(f"{engine.name} produced no audio for {text!r} (voice {voice!r})")
-    return soxr.resample(wav, engine.sample_rate, SAMPLE_RATE).astype(np.float32)
+    out = soxr.resample(wav, engine.sample_rate, SAMPLE_RATE).astype(np.float32)
+    if not return_word_ends:
+        return out
+    if ends is not None:  # hibari speaks at 24 kHz, the codec rate, so this changes nothing today
+        ends = np.minimum(np.round(ends * (SAMPLE_RATE / engine.sample_rate)).astype(np.int64), len(out))
+    return out, ends
 
 
 def cache_path(cache, u):
-    """Where a record's audio is kept: named by a hash of everything the audio depends on."""
+    """Where a record's synthesis is kept: named by a hash of everything the audio depends on. An .npz with pcm (int16)
+    and, where the voice tells them, word_ends (int64); .npy files of audio only, from before, are not read."""
     key = json.dumps([u['text'], u['voice'], u['rate'], u['pitch'], SAMPLE_RATE])
-    return os.path.join(cache, hashlib.sha256(key.encode()).hexdigest()[:24] + '.npy')
+    return os.path.join(cache, hashlib.sha256(key.encode()).hexdigest()[:24] + '.npz')
+
+
+def synthesized(u, cache=None):
+    """A make_corpus() record's (audio, word ends or None), both from one synthesis call. With a cache folder: read
+    from it when there, else synthesized and kept there, the audio as 16-bit samples (returned as such either way, so
+    a resumed build encodes exactly what a fresh one does)."""
+    if cache is None:
+        return synthesize(u['text'], u['voice'], u['rate'], u['pitch'], return_word_ends=True)
+    path = cache_path(cache, u)
+    if not os.path.exists(path):
+        wav, ends = synthesize(u['text'], u['voice'], u['rate'], u['pitch'], return_word_ends=True)
+        kept = dict(pcm=np.round(np.clip(wav, -1, 1) * 32767).astype(np.int16))
+        if ends is not None:
+            kept['word_ends'] = ends
+        os.makedirs(cache, exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}.npz"
+        np.savez(tmp, **kept)
+        os.replace(tmp, path)  # whole files only: an interrupted build leaves no half-written audio
+    with np.load(path) as kept:
+        return kept['pcm'].astype(np.float32) / 32767, kept['word_ends'] if 'word_ends' in kept else None
 
 
 def utterance_audio(u, cache=None):
-    """A make_corpus() record's audio. With a cache folder: read from it when there, else synthesized and kept
-    there as 16-bit samples (returned as such either way, so a resumed build encodes exactly what a fresh one does)."""
-    if cache is None:
-        return synthesize(u['text'], u['voice'], u['rate'], u['pitch'])
-    path = cache_path(cache, u)
-    if os.path.exists(path):
-        return np.load(path).astype(np.float32) / 32767
-    pcm = np.round(np.clip(synthesize(u['text'], u['voice'], u['rate'], u['pitch']), -1, 1) * 32767).astype(np.int16)
-    os.makedirs(cache, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}.npy"
-    np.save(tmp, pcm)
-    os.replace(tmp, path)  # whole files only: an interrupted build leaves no half-written audio
-    return pcm.astype(np.float32) / 32767
+    """A make_corpus() record's audio (float32 at tokenizer.SAMPLE_RATE); cache: see synthesized()."""
+    return synthesized(u, cache)[0]
+
+
+def word_ends(u, cache=None):
+    """Where each word of u['text'].split() ends in utterance_audio(u, cache), in samples: int64 (n_words,), strictly
+    increasing, the last at most len(audio) (the final punctuation's pause and the trailing silence come after it).
+    A word ends where its last phoneme does, by the steps the model gave it; the pause before a word belongs to it.
+    The model stretches the phoneme before a pause over part of it: a sentence's last word ends ~0.3 s (0.2-0.4 s)
+    after its sound stops, where the steps put it. From the synthesis that made the audio (the same cached file), so
+    the two always agree. None for a voice that cannot tell (espeak-ng, joe: not in WORD_TIMED_VOICES; nothing is
+    synthesized then), or when hibari's phoneme words do not pair one to one with the text's words (none of the tiny
+    corpus's sentences: every one has one phoneme word per text word)."""
+    if u['voice'] not in WORD_TIMED_VOICES:
+        return None
+    return synthesized(u, cache)[1]
 
 
 def synthesize_corpus(utts, progress=True, cache=None):
-    """Audio for make_corpus() records, in order. cache: a folder that keeps each utterance's audio, so an
-    interrupted or repeated build synthesizes only what is missing (prepare.py uses one for natural voices,
-    which are 10-50x slower than espeak-ng)."""
+    """Audio for make_corpus() records, in order. cache: a folder that keeps each utterance's audio (and word ends,
+    word_ends), so an interrupted or repeated build synthesizes only what is missing (prepare.py uses one for natural
+    voices, which are 10-50x slower than espeak-ng)."""
     return [utterance_audio(u, cache) for u in tqdm(utts, desc='synthesis', unit='utt', disable=not progress)]
 
 

@@ -123,8 +123,50 @@ def test_natural_voices_speak_at_the_codec_rate_and_the_cache_resumes(tmp_path, 
     first = tinyspeech.synthesize_corpus(utts, progress=False, cache=str(tmp_path))
     assert len(os.listdir(tmp_path)) == 4
 
-    def no_synthesis(*args):
+    def no_synthesis(*args, **kwargs):
         raise AssertionError("synthesized again although the cache holds the audio")
     monkeypatch.setattr(tinyspeech, 'synthesize', no_synthesis)
     again = tinyspeech.synthesize_corpus(utts, progress=False, cache=str(tmp_path))
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def test_phoneme_words_end_at_their_last_sounding_phoneme():
+    vocab = {c: i for i, c in enumerate(' ,.abc', 16)}
+    # ids: pad a b , ' ' c . pad  (x is not in the vocabulary: Hibari.ids drops it)
+    steps = np.array([5, 1, 2, 3, 1, 4, 6, 1])
+    assert tinyspeech.phoneme_word_ends('abx, c.', vocab, steps) == [5 + 1 + 2, 5 + 1 + 2 + 3 + 1 + 4]  # not the pauses
+    assert tinyspeech.phoneme_word_ends('ab , c', vocab, steps) is None  # a word of punctuation only ends nowhere
+
+
+def test_hibari_word_ends_come_with_the_cached_audio(tmp_path, monkeypatch):
+    pytest.importorskip('hibari')
+    u = dict(text="Leo counted ten bags at the farm.", voice='hibari', rate=175, pitch=None)
+    ends = tinyspeech.word_ends(u, cache=str(tmp_path))
+    wav = tinyspeech.utterance_audio(u, cache=str(tmp_path))
+    assert ends.dtype == np.int64 and len(ends) == len(u['text'].split())
+    assert ends[0] > 0 and np.all(np.diff(ends) > 0) and ends[-1] <= len(wav)
+    assert 0.05 < ends[0] / len(wav) < 0.4  # 'Leo' is one of seven words
+    # plausible: the audio is quiet around word boundaries (all of them, for this sentence; a random position is quiet
+    # about a third of the time) and silent after the full stop
+    rms = np.array([np.sqrt(np.mean(wav[e - 300:e + 300] ** 2)) for e in ends])
+    assert np.mean(rms < np.sqrt(np.mean(wav ** 2))) >= 0.75
+    assert np.abs(wav[ends[-1] + 300:]).max() < 0.01 * np.abs(wav).max()
+    assert np.array_equal(ends, tinyspeech.synthesize(u['text'], 'hibari', return_word_ends=True)[1])  # no cache
+
+    def no_synthesis(*args, **kwargs):
+        raise AssertionError("synthesized again although the cache holds the audio and its word ends")
+    monkeypatch.setattr(tinyspeech, 'synthesize', no_synthesis)
+    assert np.array_equal(tinyspeech.word_ends(u, cache=str(tmp_path)), ends)
+    assert np.array_equal(tinyspeech.utterance_audio(u, cache=str(tmp_path)), wav)
+    assert tinyspeech.word_ends(dict(u, voice='en-us+m3', pitch=50), cache=str(tmp_path)) is None  # cannot tell
+
+
+def test_hibari_word_ends_carry_across_sentences():
+    pytest.importorskip('hibari')
+    # the step counts depend on the phonemes and the speed only (not on the noise), so a two-sentence text ends its
+    # words where each sentence alone does, the second shifted by the first's length
+    first, first_ends = tinyspeech.synthesize("Anna left.", 'hibari', return_word_ends=True)
+    _, second_ends = tinyspeech.synthesize("Tom found a hat!", 'hibari', return_word_ends=True)
+    both, ends = tinyspeech.synthesize("Anna left. Tom found a hat!", 'hibari', return_word_ends=True)
+    assert np.array_equal(ends, np.concatenate([first_ends, len(first) + second_ends]))
+    assert ends[-1] <= len(both)
