@@ -3,6 +3,7 @@ Prepare a dataset: speech + transcripts -> SNAC-layout codes -> task sequences -
 
     python prepare.py                                          # the tiny espeak-ng corpus, 4,000 utterances, codec auto
     python prepare.py --source=tiny --name=tiny_small --n_train=400 --n_val=40 --voices=en-us,en --codec=mel
+    python prepare.py --source=tiny --name=hibari --voices=hibari --tts_words=1.0    # a natural voice, word by word
     python prepare.py --source=tiny --name=tiny_hibari --voices=hibari --codec=mel   # a natural voice, ~2 min
     python prepare.py --source=mls --name=mls --shards=4 --workers=2      # SNAC-tokenized MLS English from the hub
     python prepare.py --source=mls --name=mls --hours=100                # as many shards as 100 hours need
@@ -29,7 +30,9 @@ seconds, else the log-mel stand-in (codec.MelCodec) fitted on the training audio
 Task mixture, per utterance: a fraction f of a task (--tts, --asr, --text) makes floor(f) examples plus one
 more with probability f - floor(f) (seeded), so 1.0 is exactly one, 0.2 one in five, 2.0 two. --tts_desc is
 the probability that a TTS example starts with the speaker description (<desc> ... <text> ...) when the
-utterance has one. The same mixture is used for both splits.
+utterance has one. --tts_words is the probability that a TTS example is interleaved word by word (each word's
+text, then its audio: tokenizer.tts_words) when the voice tells where its words end (tinyspeech.word_ends: hibari).
+The same mixture is used for both splits.
 
 Output, data/<name>/: {train,val}.bin (a header of 256 int64 [MAGIC, VERSION, itemsize, n_tokens, n_examples]
 then the ids, uint16 while the vocabulary fits, else uint32), {train,val}.idx.npy ((n_examples, 4) int64:
@@ -77,6 +80,8 @@ config = dict(
     seed=0,
     force=False,              # rebuild even when data/<name>/ is complete and up to date
     codec='auto',             # tiny, folder: auto | mel | mel:<file.npz> | snac | snac:<hub id or folder>
+    mel_codes=4096,           # codes per level when the stand-in codec is fitted here (at most 4096): fewer are easier
+                              # to learn and keep less of the sound
     n_train=4000, n_val=400,  # tiny: utterances; val is half training speakers, half held-out speakers
     voices='',                # tiny: comma-separated espeak-ng voices (default: all of tinyspeech.ACCENTS) and/or
                               # natural voices, tinyspeech.NATURAL_VOICES (hibari, joe; each needs its pip package)
@@ -556,7 +561,7 @@ def snac_available(timeout=3.0):
         return False
 
 
-def open_codec(spec, train_wavs, out_dir, seed):
+def open_codec(spec, train_wavs, out_dir, seed, n_codes=CODEBOOK_SIZE):
     """(codec, spec as resolved, file name of a saved stand-in codec or None). 'mel' fits the stand-in on
     train_wavs (a function returning the training audio, so nothing is synthesized or read twice)."""
     if spec == 'auto':
@@ -573,7 +578,7 @@ def open_codec(spec, train_wavs, out_dir, seed):
     if spec == 'mel':
         t0 = time.time()
         wavs = train_wavs()
-        codec = codec_lib.MelCodec.fit(wavs, n_codes=CODEBOOK_SIZE, seed=seed)
+        codec = codec_lib.MelCodec.fit(wavs, n_codes=n_codes, seed=seed)
         atomic_write(path, codec.save)
         print(f"fitted the stand-in codec on {len(wavs)} training utterances in {time.time() - t0:.1f} s -> {path}")
         return codec, spec, 'codec.npz'
@@ -653,7 +658,8 @@ def prepare_tiny(opts, out_dir, tok):
     if ends is not None:
         print(f"--tts_words={opts['tts_words']}: {sum(e is not None for e in ends)} of {len(utts)} utterances have "
               f"word timings (hibari tells them; espeak-ng and joe do not)")
-    codec, spec, codec_file = open_codec(opts['codec'], lambda: training_audio(utts, wavs), out_dir, opts['seed'])
+    codec, spec, codec_file = open_codec(opts['codec'], lambda: training_audio(utts, wavs), out_dir, opts['seed'],
+                                         opts['mel_codes'])
     parts = encode_utterances(utts, wavs, codec, tok, opts, skips, ends)
     spk = tinyspeech.speakers(opts['seed'], **who)
     info = dict(synthesizer=engines, codec_spec=spec,
@@ -730,7 +736,8 @@ def prepare_folder(opts, out_dir, tok):
         wavs.append(wav)
     if not utts:
         raise ValueError(f"{opts['path']}: no usable audio + transcript pairs ({dict(skips.skipped)})")
-    codec, spec, codec_file = open_codec(opts['codec'], lambda: training_audio(utts, wavs), out_dir, opts['seed'])
+    codec, spec, codec_file = open_codec(opts['codec'], lambda: training_audio(utts, wavs), out_dir, opts['seed'],
+                                         opts['mel_codes'])
     parts = encode_utterances(utts, wavs, codec, tok, opts, skips)
     return parts, skips, codec.describe(), codec_file, dict(codec_spec=spec, files=len(utts))
 
@@ -819,6 +826,8 @@ def resolve_options(opts):
     for key in ('tts_desc', 'tts_words'):
         if opts[key] > 1:
             raise ValueError(f"--{key}={opts[key]} is a probability, at most 1")
+    if not 1 <= opts['mel_codes'] <= CODEBOOK_SIZE:
+        raise ValueError(f"--mel_codes={opts['mel_codes']} must be in 1..{CODEBOOK_SIZE}")
     if not 0 <= opts['val_fraction'] < 1:
         raise ValueError(f"--val_fraction={opts['val_fraction']} must be in [0, 1)")
     return opts
