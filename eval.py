@@ -219,9 +219,15 @@ def example_ids(tokens, idx, e):
 
 
 def example_pieces(tok, tokens, idx, e):
-    """{'text', 'desc', 'audio' (flat codes)} of one example, as far as it holds them."""
+    """{'text', 'desc', 'audio' (flat codes)} of one example, as far as it holds them. A TTS example interleaved word
+    by word (tokenizer.tts_words) holds its text and its codes in pieces, one per word: they are joined."""
     pieces, _ = tok.split(example_ids(tokens, idx, e))
-    return {kind: payload for kind, payload in pieces if kind in ('text', 'desc', 'audio')}
+    out = {kind: payload for kind, payload in pieces if kind == 'desc'}
+    for kind, joined in (('text', ''.join), ('audio', np.concatenate)):
+        parts = [payload for k, payload in pieces if k == kind]
+        if parts:
+            out[kind] = joined(parts)
+    return out
 
 
 def split_utterances(tokens, idx, split, tok, records=None):
@@ -707,7 +713,7 @@ def whisper_rows(w):
              source.get('skipped', 'what the ear makes of the speech itself')),
             ("  the codec's resynthesis of it", both(w['reference_audio']),
              "the ceiling for any TTS through this codec"),
-            ("  the model's TTS of it", both(w['all']), "below the gibberish line: it follows the text"),
+            ("  the model's TTS of it", both(w['all']), "speech that follows the text only well below the line below"),
             ("  gibberish line: its TTS of another sentence", both(w['gibberish']),
              "what speech unrelated to the text scores")]
 

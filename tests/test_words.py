@@ -115,3 +115,12 @@ def test_audio_loss_counts_only_the_codes_of_interleaved_examples(loaded):
     _, plain_audio = evaluation.loss_measures(model, tok, [(plain, int(np.argmax(plain_target)))], ['tts'], 4, 'cpu')
     assert audio['n_codes'] == plain_audio['n_codes'] == len(flat)
     assert all(x is not None for x in audio['by_level'])
+
+
+def test_eval_reads_an_interleaved_example_back_whole():
+    tok = Tokenizer()
+    flat = random_codes(6)
+    ids, _ = tok.tts_words(WORDS, flat, [1, 1, 1, 1, 2], desc='a voice')
+    idx = np.array([[0, len(ids), 0, 0]])
+    pieces = evaluation.example_pieces(tok, ids, idx, 0)
+    assert pieces['text'] == ' '.join(WORDS) and pieces['desc'] == 'a voice' and np.array_equal(pieces['audio'], flat)
