@@ -77,6 +77,8 @@ NORMALISATION = 'NFKC, lowercase, every character that is not a letter, digit or
 # Whisper writes American spellings; the tiny corpus has two British words. Both sides are mapped before Whisper's
 # transcripts are scored, so a spelling is not counted as a mishearing.
 SPELLINGS = {'harbour': 'harbor', 'grey': 'gray'}
+NUMBER_WORDS = dict(enumerate('zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen '
+                              'fifteen sixteen seventeen eighteen nineteen twenty'.split()))
 
 # -----------------------------------------------------------------------------
 # scoring transcripts: pure functions of (reference, hypothesis) strings
@@ -537,8 +539,10 @@ def generation_measures(model, tok, chosen, room, cfg, notes, words=False):
 
 
 def same_spelling(text):
-    """normalise(), then SPELLINGS: what Whisper's transcripts and their references are scored on."""
-    return ' '.join(SPELLINGS.get(w, w) for w in normalise(text).split())
+    """normalise(), then SPELLINGS and the numbers up to twenty as words (Whisper writes '4 oclock' where the corpus
+    says 'four oclock'): what Whisper's transcripts and their references are scored on."""
+    words = [SPELLINGS.get(w, w) for w in normalise(text).split()]
+    return ' '.join(NUMBER_WORDS.get(int(w), w) if w.isdigit() else w for w in words)
 
 
 def source_audio(record, data_dir, meta):
@@ -579,7 +583,8 @@ def whisper_measures(transcribe, name, chosen, codes, codec, data_dir, meta):
                   reference_audio=score_transcripts(refs, heard_resynthesis),
                   gibberish=score_transcripts(refs, other) if len(refs) > 1 else dict(cer=None, wer=None, n=0),
                   method=f"beam 5, English; both sides normalised ({NORMALISATION}) and British spellings made "
-                         f"American ({SPELLINGS}); gibberish: each reference against the TTS of the next sentence")
+                         f"American ({SPELLINGS}), numbers up to twenty written as words; gibberish: each reference against "
+                         f"the TTS of the next sentence")
     report['examples'] = [dict(text=u['text'], source=heard_source[k] if heard_source else None,
                                resynthesis=heard_resynthesis[k], tts=heard[k]) for k, u in enumerate(chosen[:5])]
     report['seconds'] = time.time() - t0

@@ -104,7 +104,7 @@ class CausalSelfAttention(nn.Module):
         v = qkv[:, :, 2 * self.n_head:].transpose(1, 2)  # (B, nh, T, hd)
         if start is not None:  # inference with the cache: attend to everything written so far
             k, v = self.cache.update(start, k, v)
-            q = q.to(k.dtype)  # the cache may be float32 under bf16 weights (see setup_cache)
+            q = q.to(k.dtype)  # the cache may be float32 under bf16 weights (generate.setup_cache)
         dropout = self.dropout if self.training else 0.0
         if T == 1 and mask is None and start is not None and x.device.type != 'cpu':
             # one new token over the cache on a GPU: two batched matrix-vector products and a softmax, written out.

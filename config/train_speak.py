@@ -4,12 +4,17 @@ level, a 6-layer model of width 192 (2.7 M non-embedding parameters), 40 minutes
 
     python prepare.py --source=tiny --name=hibari_w256 --voices=hibari --codec=mel --mel_codes=256 --tts_words=1.0
     python train.py config/train_speak.py
-    python eval.py --ckpt=out/speak/ckpt.pt --data=data/hibari_w256 --n=60
+    python eval.py --ckpt=out/speak/ckpt.pt --data=data/hibari_w256 --n=60 --tts_temperature=0.1
+    python sample.py --ckpt=out/speak/ckpt.pt --text="Please bring five silver balls to the office." --temperature=0.1
 
 Why these choices, and what they measured: docs/results.md, It speaks. Word by word (prepare.py --tts_words): each
 word's text comes right before its audio, so the model only has to say the word it has just read, and
 sample.WordGrammar feeds it the words in order at generation. 256 codes per level keep the natural voice
-intelligible through the codec (Whisper CER 0.13 on its resynthesis) and are far easier to predict than 4096.
+intelligible through the codec (Whisper CER 0.11 on its resynthesis) and are far easier to predict than 4096.
+
+Measured on 2 AVX-512 cores in bf16: 40 minutes of training (the time limit stopped it at step 4,422, 7,910 tokens/s),
+validation audio loss 1.77 nats per code (uniform ln 256 = 5.55); held-out ASR CER 0.23; Whisper tiny.en hears its
+TTS of held-out sentences at CER 0.20 at temperature 0.1 (0.53 at 1.0), the codec's own resynthesis at 0.11.
 """
 dataset = 'hibari_w256'
 out_dir = 'out/speak'

@@ -334,3 +334,8 @@ def test_gibberish_line_scores_each_sentence_against_another_ones_speech(monkeyp
     assert w['gibberish']['wer'] >= 1.0 and w['gibberish']['cer'] > 0.5
     heard = evaluation.same_spelling(texts[1])
     assert w['examples'][1] == dict(text=texts[1], source=heard, resynthesis=heard, tts=heard)
+
+
+def test_whisper_scoring_writes_numbers_and_spellings_as_the_corpus_does():
+    assert evaluation.same_spelling("At 4 o'clock, the grey harbour: 15 cups.") == 'at four oclock the gray harbor fifteen cups'
+    assert evaluation.same_spelling('Room 300') == 'room 300'  # past twenty the corpus has no number words
