@@ -71,6 +71,9 @@ SWEEP_DEFAULTS = dict(
     fit=True,                   # fit and plot once the runs are done
     bootstrap=100,              # bootstrap resamples for the fit's intervals (0 = none)
     holdout=0,                  # extrapolation check: leave out this many largest-compute runs (0 = 10 %, at least 1)
+    heldout_factor=0,           # the held-out prediction: after the fit, one run at this many times the largest FLOP
+                                # budget at the fitted compute-optimal depth, its loss predicted before it starts
+    max_epochs=1.0,             # refuse runs that would read the training split more often than this
 )
 
 # train.py keys that change where or how a run reports, not what it trains: left out of the run's hash
@@ -104,13 +107,18 @@ def short(x):
     return f'{x:.3g}'
 
 
-def vocab_size_of(base):
-    """The dataset's vocabulary size from its meta.json, or None when the data is not there (yet)."""
+def dataset_meta(base):
+    """The dataset's meta.json, or None when the data is not there (yet)."""
     path = os.path.join(base['data_root'], base['dataset'], 'meta.json')
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return json.load(f)['vocab']['vocab_size']
+        return json.load(f)
+
+
+def vocab_size_of(base):
+    meta = dataset_meta(base)
+    return None if meta is None else meta['vocab']['vocab_size']
 
 
 def model_size(cfg, vocab_size):
@@ -121,34 +129,50 @@ def model_size(cfg, vocab_size):
     return model.num_params(), model.flops_per_token() if vocab_size else None
 
 
+def run_config(sc, base, depth):
+    """The train.py config of one size on the dial: n_layer = depth, width and learning rate from the depth."""
+    n_embd = sc['width_per_layer'] * depth
+    if n_embd % sc['head_dim']:
+        raise ValueError(f"depth {depth}: width {n_embd} is not a multiple of head_dim {sc['head_dim']}")
+    lr = sc['lr_ref'] * (sc['lr_ref_width'] / n_embd) ** sc['lr_exponent']
+    return dict(base, n_layer=depth, n_embd=n_embd, n_head=n_embd // sc['head_dim'], learning_rate=lr,
+                min_lr=lr * sc['min_lr_frac'])
+
+
 def plan(sc):
-    """The sweep config -> one dict per run: name, out_dir, hash, the resolved train.py config, N, planned D and C."""
+    """The sweep config -> one dict per run: name, out_dir, hash, the resolved train.py config, N, planned D and C.
+    An IsoFLOP grid (flops=[...]) gives each size D = C / flops_per_token tokens, rounded to whole steps; a budget
+    missed by more than 1 % (too few steps) or a run that would repeat data (max_epochs) is refused."""
     if bool(sc['tokens']) == bool(sc['flops']):
         raise ValueError("a sweep config sets exactly one of tokens=[...] (token budgets) or flops=[...] (FLOP budgets)")
     if not sc['depths']:
         raise ValueError("depths=[...] is empty")
     base = apply_overrides(train.DEFAULTS, override_args(sc['train']))
-    vocab = vocab_size_of(base)
+    meta = dataset_meta(base)
+    vocab = None if meta is None else meta['vocab']['vocab_size']
     if sc['flops'] and vocab is None:
         raise ValueError(f"FLOP budgets need the vocabulary size from {base['data_root']}/{base['dataset']}/meta.json; "
                          f"prepare the dataset first (python prepare.py ...)")
+    train_tokens = (meta or {}).get('splits', {}).get('train', {}).get('n_tokens')
     tokens_per_step = base['batch_size'] * base['block_size'] * base['grad_accum']
     sweep_dir = os.path.join(sc['out_root'], f"sweep_{sc['name']}")
     kind, budgets = ('tokens', sc['tokens']) if sc['tokens'] else ('flops', sc['flops'])
     runs = []
     for depth, budget in itertools.product(sc['depths'], budgets):
-        n_embd = sc['width_per_layer'] * depth
-        if n_embd % sc['head_dim']:
-            raise ValueError(f"depth {depth}: width {n_embd} is not a multiple of head_dim {sc['head_dim']}")
-        lr = sc['lr_ref'] * (sc['lr_ref_width'] / n_embd) ** sc['lr_exponent']
-        cfg = dict(base, n_layer=depth, n_embd=n_embd, n_head=n_embd // sc['head_dim'], learning_rate=lr,
-                   min_lr=lr * sc['min_lr_frac'])
+        cfg = run_config(sc, base, depth)
         n_params, fpt = model_size(cfg, vocab)
         tokens = budget if kind == 'tokens' else budget / fpt
         steps = round(tokens / tokens_per_step)
+        where = f"depth {depth}, {kind} {budget:g}"
         if steps < 1:
-            raise ValueError(f"depth {depth}, {kind} {budget:g}: {tokens:,.0f} tokens is less than one step of "
-                             f"{tokens_per_step:,} tokens")
+            raise ValueError(f"{where}: {tokens:,.0f} tokens is less than one step of {tokens_per_step:,} tokens")
+        if kind == 'flops' and abs(steps * tokens_per_step * fpt / budget - 1) > 0.01:
+            raise ValueError(f"{where}: {steps} steps of {tokens_per_step:,} tokens miss the budget by more than 1 %; "
+                             f"use a smaller batch or a larger budget")
+        if train_tokens and steps * tokens_per_step > sc['max_epochs'] * train_tokens:
+            raise ValueError(f"{where}: {steps * tokens_per_step:,} tokens would read the training split of "
+                             f"{base['dataset']} ({train_tokens:,} tokens) more than max_epochs={sc['max_epochs']:g} "
+                             f"times; prepare a bigger corpus (prepare.py --n_train=...) or lower the budget")
         cfg.update(max_iters=steps, warmup_iters=round(sc['warmup_frac'] * steps),
                    eval_interval=steps)  # one evaluation, at the end: the fits use the final loss only
         h = config_hash(cfg)
@@ -362,7 +386,9 @@ def run_sweep(sc):
               f"resume them from their checkpoints")
     rows = [r for r in load_results(results_path) if r['hash'] in {run['hash'] for run in runs}]
     if sc['fit'] and len(rows) >= 2:
-        fit_results(rows, sweep_dir, bootstrap=sc['bootstrap'], holdout=sc['holdout'])
+        report = fit_results(rows, sweep_dir, bootstrap=sc['bootstrap'], holdout=sc['holdout'])
+        if sc['heldout_factor'] and len(rows) == len(runs):
+            return run_heldout(sc, rows, report, sweep_dir)
     return 1 if failed else 0
 
 # -----------------------------------------------------------------------------
@@ -437,18 +463,31 @@ def fit_law(N, D, L, starts=32, init=None):
 
 def bootstrap_law(N, D, L, fit, n_boot=100, seed=0, starts=2):
     """95 % intervals of the constants from fits to runs resampled with replacement (each fit starts from the
-    full fit's optimum and the best grid points)."""
+    full fit's optimum and the best grid points), and each resample's log-constants (for prediction intervals)."""
     rng = np.random.default_rng(seed)
     N, D, L = (np.asarray(a, float) for a in (N, D, L))
-    samples = {k: [] for k in ('E', 'A', 'B', 'alpha', 'beta')}
+    samples, thetas = {k: [] for k in ('E', 'A', 'B', 'alpha', 'beta')}, []
     for _ in range(n_boot):
         pick = rng.integers(0, len(L), len(L))
         p = fit_law(N[pick], D[pick], L[pick], starts=starts, init=fit['theta'])
+        thetas.append(p['theta'].tolist())
         for k in samples:
             samples[k].append(p[k])
     # 'nearest': an interval end is a fitted value, so an unidentified (infinite) constant shows as inf, not nan
-    return {k: (float(np.percentile(v, 2.5, method='nearest')), float(np.percentile(v, 97.5, method='nearest')))
-            for k, v in samples.items()}
+    return {k: interval(v) for k, v in samples.items()}, thetas
+
+
+def interval(values):
+    return float(np.percentile(values, 2.5, method='nearest')), float(np.percentile(values, 97.5, method='nearest'))
+
+
+def predict(fit, N, D):
+    """The fitted law's loss at (N, D), with the 95 % interval of the bootstrap fits' predictions when there are any."""
+    thetas = fit.get('bootstrap_thetas') or []
+    pred = dict(loss=float(law(fit, N, D)))
+    if thetas:
+        pred['interval'] = interval([float(law(dict(theta=t), N, D)) for t in thetas])
+    return pred
 
 
 def fpt_of(rows):
@@ -537,14 +576,14 @@ def fit_laws(rows, bootstrap, starts, say):
             continue
         N, D, L = [r['N'] for r in use], [r['D'] for r in use], [r['val'][key] for r in use]
         p = fit_law(N, D, L, starts=starts)
-        ci = bootstrap_law(N, D, L, p, bootstrap) if bootstrap else {}
+        ci, thetas = bootstrap_law(N, D, L, p, bootstrap) if bootstrap else ({}, [])
 
         def cell(k, f):
             return f"{p[k]:{f}}" + (f" [{ci[k][0]:{f}}, {ci[k][1]:{f}}]" if ci else '')
         say(f"{key:<6} {cell('E', '.3f'):>22} {cell('A', '.3g'):>26} {cell('alpha', '.3f'):>22} "
             f"{cell('B', '.3g'):>26} {cell('beta', '.3f'):>22}")
         fits[key] = dict({k: float(p[k]) for k in ('E', 'A', 'B', 'alpha', 'beta', 'objective')}, intervals=ci,
-                         runs=len(use))
+                         runs=len(use), theta=p['theta'].tolist(), bootstrap_thetas=thetas)
     return fits
 
 
@@ -563,14 +602,25 @@ def compare_text_audio(fits, say):
 
 def compute_optimal(fits, rows, say):
     """N*(C) from the fitted laws: the slope over the sampled compute with the model's own FLOPs per token, and
-    Chinchilla's closed form beta / (alpha + beta), which holds where C ~ 6ND."""
-    C = np.array(sorted(r['C'] for r in rows))
+    Chinchilla's closed form beta / (alpha + beta), which holds where C ~ 6ND; and the compute-optimal tokens per
+    parameter D* / N* at each budget. Returns {key: [(C, N*, D*), ...]}."""
+    budgets = np.array(sorted({r['budget']['value'] if r['budget']['kind'] == 'flops' else r['C'] for r in rows}))
+    if budgets.size > 5:
+        budgets = budgets[[0, -1]]
+    out = {}
     for key, p in fits.items():
-        _, n_opt, edge = frontier(p, rows, C[[0, -1]])
-        slope = math.log(n_opt[1] / n_opt[0]) / math.log(C[-1] / C[0]) if C[-1] > C[0] else float('nan')
+        _, n_opt, edge = frontier(p, rows, budgets)
+        d_opt = budgets / fpt_of(rows)(n_opt)
+        slope = (math.log(n_opt[-1] / n_opt[0]) / math.log(budgets[-1] / budgets[0]) if budgets[-1] > budgets[0]
+                 else float('nan'))
         say(f"{key}: compute-optimal N* ~ C^{slope:.2f} over the sampled compute (model FLOPs per token), "
             f"C^{p['beta'] / (p['alpha'] + p['beta']):.2f} where C ~ 6ND (beta / (alpha + beta))"
             + ("; N* leaves the sampled sizes" if edge.any() else ''))
+        say(f"{key}: compute-optimal tokens per parameter D*/N* " +
+            ', '.join(f"{d / n:.3g} at C={c:.3g}" for c, n, d in zip(budgets, n_opt, d_opt)) +
+            " (Hoffmann et al. 2022: ~20; here N excludes the embedding and output layer)")
+        out[key] = [(float(c), float(n), float(d)) for c, n, d in zip(budgets, n_opt, d_opt)]
+    return out
 
 
 def isoflop_report(rows, say):
@@ -585,7 +635,8 @@ def isoflop_report(rows, say):
             if not b['convex']:
                 say(f"IsoFLOP {key} C={b['C']:.3g}: no minimum (the parabola opens downwards)")
                 continue
-            say(f"IsoFLOP {key} C={b['C']:.3g}: N* {b['N_opt'] / 1e6:.3g} M, D* {b['D_opt'] / 1e6:.3g} M"
+            say(f"IsoFLOP {key} C={b['C']:.3g}: N* {b['N_opt'] / 1e6:.3g} M, D* {b['D_opt'] / 1e6:.3g} M, "
+                f"D*/N* {b['D_opt'] / b['N_opt']:.3g}"
                 + ('' if b['inside'] else ' (outside the sizes run)')
                 + (' (the best run is at the edge of the sizes: widen the grid)' if b['edge'] else ''))
         if 'a' in iso:
@@ -624,22 +675,107 @@ def fit_results(rows, out_dir, bootstrap=100, holdout=0, starts=32, plot=True):
         say(f"warning: 5 constants from {len(rows)} runs: the law is underdetermined, the numbers below mean little")
     fits = fit_laws(rows, bootstrap, starts, say)
     compare_text_audio(fits, say)
-    compute_optimal(fits, rows, say)
-    report = dict(n_runs=len(rows), fits=fits, isoflop=isoflop_report(rows, say),
+    optimum = compute_optimal(fits, rows, say)
+    report = dict(n_runs=len(rows), fits=fits, compute_optimal=optimum, isoflop=isoflop_report(rows, say),
                   extrapolation=extrapolation_report(rows, holdout, starts, say))
+    heldout = load_heldout(out_dir)
+    if heldout:
+        heldout_report(heldout, say)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, 'fit.txt'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
     with open(os.path.join(out_dir, 'fit.json'), 'w') as f:
         json.dump(report, f, indent=1)
     if plot:
-        plot_results(rows, report, out_dir)
+        plot_results(rows, report, out_dir, heldout)
     return report
+
+# -----------------------------------------------------------------------------
+# the held-out prediction: fit on the sweep, predict one bigger run, write the prediction down, then run it
+
+def heldout_prediction(sc, rows, fits):
+    """The held-out run, heldout_factor x the largest FLOP budget at the depth whose N lies nearest (in log) to the
+    compute-optimal N* of the fitted overall law, and each fitted law's loss there."""
+    C = sc['heldout_factor'] * max(sc['flops'])
+    _, n_opt, edge = frontier(fits['loss'], rows, [C])
+    base = apply_overrides(train.DEFAULTS, override_args(sc['train']))
+    vocab = vocab_size_of(base)
+    depths = [d for d in range(1, 4 * max(sc['depths']) + 1) if sc['width_per_layer'] * d % sc['head_dim'] == 0]
+    sizes = {d: model_size(run_config(sc, base, d), vocab)[0] for d in depths}
+    depth = min(sizes, key=lambda d: abs(math.log(sizes[d] / n_opt[0])))
+    run = plan(dict(sc, depths=[depth], flops=[C]))[0]
+    return dict(run=run['name'], hash=run['hash'], depth=depth, C=run['C'], N=run['N'], D=run['D'],
+                N_opt=float(n_opt[0]), N_opt_beyond_search=bool(edge[0]), fitted_runs=len(rows),
+                largest_fitted_C=max(r['C'] for r in rows),
+                predicted={key: predict(fit, run['N'], run['D']) for key, fit in fits.items()},
+                written=time.strftime('%Y-%m-%d %H:%M:%S %Z'))
+
+
+def load_heldout(out_dir):
+    path = os.path.join(out_dir, 'heldout.json')
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def heldout_report(heldout, say):
+    pred, row = heldout['prediction'], heldout['measured']
+    say(f"held-out run {pred['run']}: C {pred['C']:.3g} ({pred['C'] / pred['largest_fitted_C']:.1f}x the largest "
+        f"fitted run), N {pred['N'] / 1e6:.3g} M (fitted N* {pred['N_opt'] / 1e6:.3g} M), D {pred['D'] / 1e6:.3g} M; "
+        f"predicted {pred['written']}, before the run")
+    for key, p in pred['predicted'].items():
+        if key not in row['val']:
+            continue
+        actual = row['val'][key]
+        band = (f" (95 % interval {p['interval'][0]:.4f}-{p['interval'][1]:.4f}, "
+                f"{'inside' if p['interval'][0] <= actual <= p['interval'][1] else 'outside'})" if 'interval' in p else '')
+        say(f"  {key:<6} predicted {p['loss']:.4f}{band}, measured {actual:.4f}, "
+            f"error {100 * (p['loss'] - actual) / actual:+.2f} %")
+
+
+def run_heldout(sc, rows, report, sweep_dir):
+    """Predict (once: prediction.json is written before the run and never rewritten), run, compare."""
+    path = os.path.join(sweep_dir, 'prediction.json')
+    if os.path.exists(path):
+        with open(path) as f:
+            pred = json.load(f)
+        print(f"held-out prediction: {path}, written {pred['written']}")
+    else:
+        pred = heldout_prediction(sc, rows, report['fits'])
+        with open(path + '.tmp', 'w') as f:
+            json.dump(pred, f, indent=1)
+        os.replace(path + '.tmp', path)
+        print(f"held-out prediction written to {path} before its run: " + ', '.join(
+            f"{k} {p['loss']:.4f}" for k, p in pred['predicted'].items()) + f" at depth {pred['depth']}, "
+            f"N {pred['N'] / 1e6:.3g} M, D {pred['D'] / 1e6:.3g} M, C {pred['C']:.3g}")
+    run = plan(dict(sc, depths=[pred['depth']], flops=[sc['heldout_factor'] * max(sc['flops'])]))[0]
+    if run['hash'] != pred['hash']:
+        raise ValueError(f"{path} predicts run {pred['run']}, but the sweep config now plans {run['name']}; "
+                         f"move it away to predict anew")
+    results_path = os.path.join(sweep_dir, 'heldout.jsonl')  # apart from results.jsonl: never fitted on
+    record_finished([run], results_path)
+    if not any(r['hash'] == run['hash'] for r in load_results(results_path)) and execute([run], sc, results_path):
+        return 1
+    row = next(r for r in load_results(results_path) if r['hash'] == run['hash'])
+    heldout = dict(prediction=pred, measured=row)
+    with open(os.path.join(sweep_dir, 'heldout.json'), 'w') as f:
+        json.dump(heldout, f, indent=1)
+    lines = []
+
+    def say(text):
+        print(text)
+        lines.append(text)
+    heldout_report(heldout, say)
+    with open(os.path.join(sweep_dir, 'fit.txt'), 'a') as f:
+        f.write('\n'.join(lines) + '\n')
+    plot_results(rows, report, sweep_dir, heldout)
+    return 0
 
 # -----------------------------------------------------------------------------
 # plots
 
-def plot_results(rows, report, out_dir):
+def plot_results(rows, report, out_dir, heldout=None):
     import matplotlib  # here: slow to import, and the file-only backend must be chosen before pyplot loads
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -647,7 +783,8 @@ def plot_results(rows, report, out_dir):
     sizes = sorted({r['N'] for r in rows})
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
     C_all = np.array([r['C'] for r in rows])
-    Cs = np.logspace(np.log10(C_all.min() / 2), np.log10(C_all.max() * 4), 100)
+    C_top = max(C_all.max() * 4, heldout['prediction']['C'] * 1.5 if heldout else 0)
+    Cs = np.logspace(np.log10(C_all.min() / 2), np.log10(C_top), 100)
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         p = report['fits'][key]
@@ -659,8 +796,17 @@ def plot_results(rows, report, out_dir):
             ax.plot(Cs, law(p, N, Cs / fpt(N)), color=color, lw=0.8, alpha=0.6)
         best, _, _ = frontier(p, rows, Cs)
         ax.plot(Cs, best, 'k--', lw=1.2, label='compute-optimal (fit)')
-        lo = min(r['val'][key] for r in rows if key in r['val'])
-        hi = max(r['val'][key] for r in rows if key in r['val'])
+        if heldout and key in heldout['prediction']['predicted'] and key in heldout['measured']['val']:
+            pred, C = heldout['prediction']['predicted'][key], heldout['prediction']['C']
+            if 'interval' in pred:  # the bootstrap fits' 95 % range (a few resamples need not bracket the fit)
+                ax.plot([C, C], pred['interval'], color='k', lw=1, zorder=4)
+            ax.scatter([C], [pred['loss']], marker='o', facecolors='none', edgecolors='k', s=40, zorder=4,
+                       label='held-out: predicted')
+            ax.scatter([C], [heldout['measured']['val'][key]], marker='*', s=120, color='crimson', zorder=5,
+                       label='held-out: measured')
+        seen = [r['val'][key] for r in rows + ([heldout['measured']] if heldout else []) if key in r['val']]
+        seen += [heldout['prediction']['predicted'][key]['loss']] if heldout and key in heldout['measured']['val'] else []
+        lo, hi = min(seen), max(seen)
         ax.set_ylim(lo - 0.1 * (hi - lo) - 0.02, hi + 0.1 * (hi - lo) + 0.02)
         ax.set_xscale('log')
         ax.set_xlabel('C, training FLOPs (output layer included)')
