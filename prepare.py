@@ -820,7 +820,7 @@ def resolve_options(opts):
         raise ValueError(f"--source must be tiny, mls or folder, got {opts['source']!r}")
     opts['encoding'] = opts['encoding'] or ('gpt2' if opts['source'] == 'mls' else 'byte')
     opts['name'] = opts['name'] or opts['source']
-    for task in TASKS + ('tts_desc', 'tts_words'):
+    for task in ('tts', 'asr', 'text', 'tts_desc', 'tts_words'):
         if opts[task] < 0:
             raise ValueError(f"--{task}={opts[task]} must be >= 0")
     for key in ('tts_desc', 'tts_words'):

@@ -44,7 +44,8 @@ SPECIALS = ('<eos>', '<text>', '<audio>', '<desc>', '<pad>',
 N_SPECIAL = len(SPECIALS)
 LAYOUTS = {'level': N_LEVELS, 'position': FRAME_LEN}  # layout name -> number of 4096-id ranges
 ENCODINGS = ('byte', 'gpt2', 'cl100k_base')
-TASKS = ('tts', 'asr', 'text')
+TASKS = ('tts', 'asr', 'text', 'chat')
+ROLES = ('user', 'assistant', 'system')
 
 # -----------------------------------------------------------------------------
 # flatten / unflatten: exact inverses, strict about shapes and ranges
@@ -228,6 +229,78 @@ class Tokenizer:
     def tts_words_prompt(self, words, desc=None):
         """What tts_words() starts with: the description, the first word's text and <audio>."""
         return self.tts(words[0], np.zeros(0, dtype=np.int64), desc)[0][:-1]
+
+    # --- chat: turns of text and audio, the loss on the assistant's turns only
+    def chat(self, turns):
+        """A conversation, [(role, parts)] with role in ROLES and parts [(kind, content)]: ('text', str),
+        ('audio', flat codes) or ('words', (words, flat codes, word_frames)) for speech interleaved word by word as
+        in tts_words(). Each turn is its role marker, then its parts; an assistant turn ends with <eos>:
+            <user> <audio> q                 <assistant> <text> a <eos>                spoken question, text answer
+            <user> <audio> q                 <assistant> <text> a <audio> a' <eos>     chain of modality (SpeechGPT)
+            <user> <text> q                  <assistant> <audio> a' <eos>              text question, spoken answer
+            <user> <audio> q                 <assistant> <text> w1 <audio> .. <text> ' w2' <audio> .. <eos>
+        (the last: the answer spoken while it is written, word by word, as Mini-Omni talks while it thinks).
+        The target is what the assistant says and the <eos> that ends its turn (assistant_mask); the role markers
+        and the user's and system's turns are context, never targets."""
+        ids = []
+        for n, (role, parts) in enumerate(turns):
+            if role not in ROLES:
+                raise ValueError(f"turn {n + 1}: unknown role {role!r}; choose one of {ROLES}")
+            if not parts:
+                raise ValueError(f"turn {n + 1} ({role}) is empty")
+            ids.append(self.special[f'<{role}>'])
+            for kind, content in parts:
+                if kind == 'text':
+                    ids += [self.text] + self.encode_text(content)
+                elif kind == 'audio':
+                    if len(content) == 0:
+                        raise ValueError(f"turn {n + 1} ({role}): an empty audio part")
+                    ids += [self.audio] + list(self.audio_ids(content))
+                elif kind == 'words':
+                    words, flat, frames = content
+                    ids += list(self.tts_words(words, flat, frames)[0][:-1])  # its <text> w1 <audio> ... , no <eos>
+                else:
+                    raise ValueError(f"turn {n + 1} ({role}): unknown part kind {kind!r}; choose text, audio or words")
+            if role == 'assistant':
+                ids.append(self.eos)
+        ids = np.array(ids, dtype=np.int64)
+        return ids, self.assistant_mask(ids)
+
+    def chat_prompt(self, turns):
+        """The ids that ask for the next assistant turn: the turns so far, then <assistant>."""
+        return np.concatenate([self.chat(turns)[0], [self.special['<assistant>']]]) if turns else \
+            np.array([self.special['<assistant>']], dtype=np.int64)
+
+    def assistant_mask(self, ids):
+        """True on the tokens an assistant turn says: from just after <assistant> to the turn's end (its <eos>, or
+        the next role marker). False elsewhere, and everywhere in a sequence with no role marker."""
+        ids = np.asarray(ids, dtype=np.int64)
+        roles = np.array([self.special[f'<{r}>'] for r in ROLES])
+        at_role = np.isin(ids, roles)
+        last = np.maximum.accumulate(np.where(at_role, np.arange(len(ids)), -1)) if len(ids) else ids
+        speaking = (last >= 0) & (ids[np.maximum(last, 0)] == self.special['<assistant>']) & ~at_role
+        after_eos = np.concatenate([[False], ids[:-1] == self.eos]) if len(ids) else ids.astype(bool)
+        # an <eos> closes the turn: anything between it and the next role marker is not the assistant's
+        closed = np.maximum.accumulate(np.where(after_eos, np.arange(len(ids)), -1)) > last
+        return speaking & ~closed
+
+    def turns(self, ids):
+        """Read a chat sequence back: [(role, pieces)] with pieces as split() gives them. Tokens before the first
+        role marker form a turn of role None."""
+        roles = {self.special[f'<{r}>']: r for r in ROLES}
+        out, role, body = [], None, []
+
+        def close():
+            if role is not None or body:
+                out.append((role, self.split([j for j in body if j != self.eos])[0]))
+        for i in (int(x) for x in ids):
+            if i in roles:
+                close()
+                role, body = roles[i], []
+            else:
+                body.append(i)
+        close()
+        return out
 
     def _example(self, prefix, target):
         ids = np.array(prefix + target, dtype=np.int64)

@@ -61,6 +61,7 @@ DEFAULTS = dict(
     mix_tts=1.0,                # relative sampling weight of each task's training examples (1 = as prepared)
     mix_asr=1.0,
     mix_text=1.0,
+    mix_chat=1.0,
     target_only_loss=True,      # loss on the target span only (TTS: audio, ASR: transcript); it is what lets a tiny model learn ASR
     # evaluation, logging, checkpoints
     eval_interval=200,
@@ -109,19 +110,30 @@ def draw_windows(rng, idx, cdf, n, block_size):
     return windows
 
 
-def window_batch(path, idx, windows, block_size, target_only, device):
+def target_span(tok, task, ids, target_start):
+    """Where an example's loss is taken: from its target start to the end, or in a chat example the assistant's
+    turns only (tokenizer.assistant_mask)."""
+    if TASKS[task] == 'chat':
+        return tok.assistant_mask(ids)
+    mask = np.zeros(len(ids), dtype=bool)
+    mask[target_start:] = True
+    return mask
+
+
+def window_batch(path, idx, windows, block_size, target_only, device, tok):
     """Packed training windows from draw_windows(): the examples of each row laid end to end, cut to the block.
-    With target_only, the loss sees only each example's target span (TTS: audio, ASR: transcript)."""
+    With target_only, the loss sees only each example's target span (TTS: audio, ASR: transcript, chat: the
+    assistant's turns)."""
     tokens = read_tokens(path)  # a fresh memmap per batch: memmaps kept open grow the process's memory
     x = np.empty((len(windows), block_size + 1), dtype=np.int64)
     is_target = np.zeros((len(windows), block_size + 1), dtype=bool)
     for b, examples in enumerate(windows):
         pos = 0
         for e in examples:
-            s, n, _, t = idx[e]
+            s, n, task, t = idx[e]
             m = min(n, block_size + 1 - pos)
             x[b, pos:pos + m] = tokens[s:s + m]
-            is_target[b, pos + t:pos + m] = True
+            is_target[b, pos:pos + m] = target_span(tok, task, x[b, pos:pos + m], t)
             pos += m
             if pos == block_size + 1:
                 break
@@ -131,17 +143,17 @@ def window_batch(path, idx, windows, block_size, target_only, device):
     return to_device(x[:, :-1], device), to_device(y, device)
 
 
-def example_batch(path, idx, examples, block_size, target_only, pad_id, device):
+def example_batch(path, idx, examples, block_size, target_only, tok, device):
     """Evaluation rows: one whole example per row (cut to the block), padding ignored. Also returns each row's task."""
     tokens = read_tokens(path)
-    x = np.full((len(examples), block_size + 1), pad_id, dtype=np.int64)
+    x = np.full((len(examples), block_size + 1), tok.pad, dtype=np.int64)
     y = np.full((len(examples), block_size), IGNORE_INDEX, dtype=np.int64)
     for b, e in enumerate(examples):
-        s, n, _, t = idx[e]
+        s, n, task, t = idx[e]
         n = min(n, block_size + 1)
         x[b, :n] = tokens[s:s + n]
-        first_target = t - 1 if target_only else 0  # y[i] predicts x[i+1]
-        y[b, max(first_target, 0):n - 1] = x[b, max(first_target, 0) + 1:n]
+        keep = target_span(tok, task, x[b, :n], t)[1:] if target_only else np.ones(n - 1, dtype=bool)
+        y[b, :n - 1] = np.where(keep, x[b, 1:n], IGNORE_INDEX)  # y[i] predicts x[i+1]
     return to_device(x[:, :-1], device), to_device(y, device), idx[examples, 2]
 
 
@@ -167,7 +179,7 @@ def learning_rate(step, cfg):
 @torch.no_grad()
 def evaluate(model, path, idx, examples, cfg, tok, device, autocast):
     """Loss on a fixed sample (nats per target token): 'loss' overall, 'text' and 'audio' by the kind of
-    token predicted, 'task_tts', 'task_asr', 'task_text' by the task of the example."""
+    token predicted, 'task_<task>' by the task of the example."""
     model.eval()
     sums = {}
 
@@ -178,7 +190,7 @@ def evaluate(model, path, idx, examples, cfg, tok, device, autocast):
 
     for i in range(0, len(examples), cfg['batch_size']):
         x, y, tasks = example_batch(path, idx, examples[i:i + cfg['batch_size']], cfg['block_size'],
-                                    cfg['target_only_loss'], tok.pad, device)
+                                    cfg['target_only_loss'], tok, device)
         with autocast:
             logits, _ = model(x, y)
         losses = F.cross_entropy(logits.float().transpose(1, 2), y, ignore_index=IGNORE_INDEX, reduction='none')
@@ -339,7 +351,8 @@ def train(cfg):
         mine = [batch[i:i + cfg['batch_size']] for i in range(0, len(batch), cfg['batch_size'])][rank * accum:(rank + 1) * accum]
         loss_sum, audio_tokens, logit_positions = 0.0, 0, 0
         for micro in range(accum):
-            x, y = window_batch(train_path, train_idx, mine[micro], cfg['block_size'], cfg['target_only_loss'], device)
+            x, y = window_batch(train_path, train_idx, mine[micro], cfg['block_size'], cfg['target_only_loss'], device,
+                                tok)
             audio_tokens += int((x >= tok.audio_offset).sum())
             logit_positions += int((y != IGNORE_INDEX).sum()) if not use_compile else y.numel()  # see GPT.forward
             if ddp:  # sync gradients on the last micro-step only

@@ -15,7 +15,7 @@ from configurator import apply_overrides  # noqa: E402
 from fixtures import write_synthetic_dataset  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from tokenfile import load_split, write_tokens  # noqa: E402
-from tokenizer import FRAME_SAMPLES, SAMPLE_RATE, TASKS, Tokenizer, flatten  # noqa: E402
+from tokenizer import FRAME_SAMPLES, SAMPLE_RATE, Tokenizer, flatten  # noqa: E402
 
 # every evaluation here is minuscule: a few utterances, short generations, one thread
 FAST = ['--device=cpu', '--n=3', '--samples=1', '--max_length_ratio=0.5', '--batch_size=4', '--whisper=']
@@ -110,12 +110,13 @@ def add_utterance_records(data_dir):
     records = []
     for split in ('train', 'val'):
         tokens, idx, _ = load_split(data_dir, split)
-        for u in range(len(idx) // len(TASKS)):
-            first = len(TASKS) * u
-            text = evaluation.example_pieces(tok, tokens, idx, first + TASKS.index('text'))['text']
+        per_utterance = ('tts', 'asr', 'text')  # fixtures.write_synthetic_dataset: one of each, in this order
+        for u in range(len(idx) // len(per_utterance)):
+            first = len(per_utterance) * u
+            text = evaluation.example_pieces(tok, tokens, idx, first + per_utterance.index('text'))['text']
             records.append(dict(id=f'{split}_{u}', split=split, text=text, desc='a calm voice',
                                 speaker_heldout=split == 'val' and u % 2 == 1,
-                                examples=list(range(first, first + len(TASKS)))))
+                                examples=list(range(first, first + len(per_utterance)))))
     with open(os.path.join(data_dir, 'utterances.jsonl'), 'w') as f:
         f.write(''.join(json.dumps(r) + '\n' for r in records))
 
@@ -170,7 +171,7 @@ def test_report_is_complete_and_writes_wavs(trained, tmp_path):
     audio = report['tts']['audio_loss']
     assert audio['n_codes'] > 0 and len(audio['by_level']) == 3 and audio['uniform'] == pytest.approx(np.log(4096))
     assert audio['grammar'] <= audio['loss']  # renormalising over the legal codes can only lower the loss
-    assert set(report['loss_by_task']) == set(TASKS)
+    assert set(report['loss_by_task']) == {'tts', 'asr', 'text'}
     assert report['tts']['duration']['n'] == 3
     assert report['tts']['whisper'] == dict(skipped='disabled (--whisper=)')
     # the baseline is this same checkpoint: the same text numbers

@@ -71,7 +71,8 @@ def test_window_targets_cover_only_target_spans(data_root):
     tok = Tokenizer.from_dict(meta['vocab'])
     first = 0
     second = next(e for e in range(len(idx)) if idx[e, 2] == 1)  # an ASR example packed after the first one
-    x, y = train.window_batch(os.path.join(data_root, 'syn', 'train.bin'), idx, [[first, second, first]], 128, True, 'cpu')
+    x, y = train.window_batch(os.path.join(data_root, 'syn', 'train.bin'), idx, [[first, second, first]], 128, True, 'cpu',
+                                tok)
     s, n, task, t = idx[first]
     assert n < 128 and task == 0 and x[0, 0].item() == tok.text  # a TTS example starts the window
     targets = (y[0] != -1).nonzero()[:, 0]
