@@ -15,7 +15,7 @@ that would repeat data). Batches of 2 x 512 tokens, so that the smallest run sti
 
 Learning rate: 2e-3 at width 256 scaled by (256 / n_embd) ** 0.5 (nanochat's AdamW rule), cosine to a tenth after 5 %
 warm-up. Checked on two widths at the smallest budget (docs/results.md, Scaling laws): lr_ref 1e-3 / 2e-3 / 4e-3 gave
-2.72 / 2.49 / 2.49 at width 96 and 3.12 / 3.11 / 3.12 at width 192: 2e-3 sits on the flat bottom for both.
+2.72 / 2.49 / 2.49 at width 96 and 3.12 / 3.11 / 3.63 at width 192: 2e-3 is at or next to the best for both.
 bf16 and torch.compile: on an AVX-512 CPU with native bf16 compiled steps run ~2x faster than eager (bench.py), and a
 cold compile (~15 s) is small against runs of one to ten minutes. On an AVX2-only CPU use --train="{... 'dtype':
 'float32', 'compile': False}" and expect several times the wall time.
