@@ -21,6 +21,9 @@ Measures (README.md explains each):
   chance  CER / WER of a random and of the nearest training transcript against each held-out one
   probe   can a linear read-out of the codes name an utterance's first word? (what the codes carry, whatever the
           model makes of them; stand-in codec only)
+  QA      on a QA-world dataset (prepare.py --source=qa): answer accuracy on text and spoken questions about facts
+          seen only in text, and on spoken questions about facts trained in both modalities, the transfer gap, a
+          chance line; Whisper on spoken answers: is the key word heard?
 Writes eval.json beside the checkpoint (or --out) with every number, and eval_samples/ with a few decoded
 wavs and their texts. Generated codes are never compared with reference codes position by position:
 espeak-ng is not bit-repeatable, and one shifted frame would misalign everything after it.
@@ -37,13 +40,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import qaworld
 import tinyspeech
 from codec import codec_from_dict, load_audio, resample, write_wav
 from common import load_checkpoint, pick_device, speaks_word_by_word
 from configurator import apply_overrides, run
 from generate import check_sampling
 from model import IGNORE_INDEX
-from sample import asr, decode_codes, tts
+from sample import asr, chat, decode_codes, tts
 from tokenfile import load_split
 from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SECONDS, HOP, N_LEVELS, POSITION_LEVEL, SAMPLE_RATE, TASKS, unflatten
 
@@ -69,9 +73,13 @@ config = dict(
     batch_size=16,            # sequences per forward pass (losses) and per generated batch
     device='auto',            # auto | cpu | cuda | mps
     seed=0,                   # picks the utterances and the TTS sampling: the same for every checkpoint
+    qa=True,                  # spoken and text questions about the QA world, when the dataset has one (qa.json)
+    qa_n=200,                 # questions asked per group (a seeded sample; 0: all)
+    qa_speak_n=40,            # spoken answers Whisper hears, per group (0: none)
 )
 UNIFORM_AUDIO = math.log(CODEBOOK_SIZE)  # nats per code of a model that is uniform over the legal codes
-STREAMS = ('losses', 'generation', 'chance', 'probe')
+STREAMS = ('losses', 'generation', 'chance', 'probe', 'qa')
+QA_GROUPS = (('text_only', 'text'), ('text_only', 'audio'), ('both', 'audio'))  # (facts, how the question is asked)
 WHISPER_RATE = 16000  # Whisper listens at 16 kHz
 NORMALISATION = 'NFKC, lowercase, every character that is not a letter, digit or space removed, whitespace collapsed'
 # Whisper writes American spellings; the tiny corpus has two British words. Both sides are mapped before Whisper's
@@ -630,6 +638,79 @@ def probe_measure(ckpt, cfg, tok, utts, tokens, idx, records, rng, device, notes
     return first_word_probe(codec, pairs(train, train_tokens, train_idx), pairs(utts, tokens, idx))
 
 
+def qa_questions(data_dir, n, rng):
+    """qa.json's people and its test questions, at most n per group (a seeded sample), or (None, None)."""
+    path = os.path.join(data_dir, 'qa.json')
+    if not os.path.exists(path):
+        return None, None
+    with open(path) as f:
+        world = json.load(f)
+    groups = {}
+    for g in QA_GROUPS:
+        items = [it for it in world['test'] if (it['group'], it['modality']) == g]
+        groups[g] = [items[k] for k in np.sort(rng.permutation(len(items))[:n or len(items)])]
+    return world['people'], groups
+
+
+def qa_measures(model, tok, ckpt, people, groups, cfg, device, notes):
+    """Answer accuracy on the QA world's test questions (qaworld.answer_value: the one value of the asked attribute the
+    answer names, against the fact's), per group: text questions on the text-only facts, spoken questions on the same
+    facts (never spoken in training: the transfer), spoken questions on facts trained in both modalities. The
+    transfer gap is 1 - spoken / text accuracy on the text-only facts. Chance: always answering the commonest value of
+    the attribute asked. With an ear, Whisper hears qa_speak_n spoken answers per spoken group: is the key word there?"""
+    commonest = {a: Counter(p[a] for p in people).most_common(1)[0][0] for a in qaworld.ATTRIBUTES}
+    report, examples = {}, {}
+    for (facts, modality), items in groups.items():
+        convs = [[('user', [('text', it['question'])] if modality == 'text' else
+                   [('audio', np.array(it['codes'], dtype=np.int64))])] for it in items]
+        answers = chat(model, tok, convs, max_new_tokens=48, temperature=0.0, batch_size=cfg['batch_size'])
+        right = [qaworld.answer_value(a['text'], it['attribute']) == it['key'] for a, it in zip(answers, items)]
+        key = f"{facts}/{modality}"
+        report[key] = dict(n=len(items), accuracy=float(np.mean(right)) if items else None,
+                           chance=float(np.mean([it['key'] == commonest[it['attribute']] for it in items]))
+                           if items else None)
+        examples[key] = [dict(question=it['question'], answer=a['text'], expected=it['answer'], right=r)
+                         for it, a, r in list(zip(items, answers, right))[:5]]
+    text, spoken = report['text_only/text']['accuracy'], report['text_only/audio']['accuracy']
+    report['transfer_gap'] = 1 - spoken / text if text else None
+    report['examples'] = examples
+    report['spoken_answers'] = spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes)
+    return report
+
+
+def spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes):
+    """Spoken questions answered in speech (written, then said: sample.chat with speak), decoded, heard by Whisper:
+    the share of answers whose key word Whisper hears, and of those whose written answer was right."""
+    if not cfg['qa_speak_n']:
+        return dict(skipped='qa_speak_n=0')
+    codec, why = rebuild_codec(ckpt, device)
+    transcribe, name = whisper_transcriber(cfg['whisper'], device) if codec is not None else (None, why)
+    if transcribe is None:
+        notes.append(f"spoken answers not heard: {name}")
+        return dict(skipped=name)
+    words = speaks_word_by_word(ckpt, cfg['tts_words'])
+    out = dict(model=name, word_by_word=words, temperature=cfg['tts_temperature'])
+    for (facts, modality), items in groups.items():
+        if modality != 'audio':
+            continue
+        items = items[:cfg['qa_speak_n']]
+        convs = [[('user', [('audio', np.array(it['codes'], dtype=np.int64))])] for it in items]
+        answers = chat(model, tok, convs, speak=True, words=words, max_new_tokens=48, max_seconds=6.0,
+                       temperature=0.0, audio_temperature=cfg['tts_temperature'], seed=cfg['seed'],
+                       batch_size=cfg['batch_size'])
+        heard = [same_spelling(transcribe(decode_codes(codec, a['codes']))) if a['codes'] is not None else ''
+                 for a in answers]
+        has_key = [same_spelling(it['key']) in h.split() for it, h in zip(items, heard)]
+        written = [qaworld.answer_value(a['text'], it['attribute']) == it['key'] for a, it in zip(answers, items)]
+        out[f"{facts}/audio"] = dict(
+            n=len(items), key_word_heard=float(np.mean(has_key)) if items else None,
+            key_word_heard_when_written_right=float(np.mean([h for h, w in zip(has_key, written) if w]))
+            if any(written) else None,
+            examples=[dict(question=it['question'], written=a['text'], heard=h) for it, a, h in
+                      list(zip(items, answers, heard))[:5]])
+    return out
+
+
 def evaluate_checkpoint(cfg):
     """Every measure on one checkpoint and dataset split -> the report dict (main() writes it as JSON)."""
     check_sampling(cfg['tts_temperature'], cfg['tts_top_k'], None, ('--tts_temperature', '--tts_top_k', ''))
@@ -692,6 +773,9 @@ def evaluate_checkpoint(cfg):
     else:
         notes.append(f"no {cfg['split']} utterance has audio that fits the context: ASR and TTS generation skipped")
         report['asr'] = dict(all=score_transcripts([], []))
+    people, groups = qa_questions(cfg['data'], cfg['qa_n'], rng('qa')) if cfg['qa'] else (None, None)
+    if people is not None:
+        report['qa'] = qa_measures(model, tok, ckpt, people, groups, cfg, device, notes)
     report['sizes'] = dict(heldout_utterances=len(utts), generation=len(chosen), loss_examples=len(examples),
                            text_examples=report['text']['n'], audio_codes_scored=audio['n_codes'],
                            training_transcripts=len(train_texts), chance_compared=report['chance']['n_train'])
@@ -721,6 +805,27 @@ def whisper_rows(w):
             ("  the model's TTS of it", both(w['all']), "speech that follows the text only well below the line below"),
             ("  gibberish line: its TTS of another sentence", both(w['gibberish']),
              "what speech unrelated to the text scores")]
+
+
+def qa_rows(qa):
+    names = {'text_only/text': 'text questions, facts seen only in text',
+             'text_only/audio': 'spoken questions, the same facts (never spoken in training)',
+             'both/audio': 'spoken questions, facts trained in both modalities'}
+    rows = [("QA answer accuracy (the key word):", '', '')]
+    for key, name in names.items():
+        r = qa[key]
+        rows.append((f"  {name} ({r['n']})", fmt(r['accuracy'], 2), f"{fmt(r['chance'], 2)} commonest answer"))
+    rows.append(("  transfer gap: 1 - spoken / text accuracy, text-only facts", fmt(qa['transfer_gap'], 2),
+                 "0 is full transfer"))
+    s = qa['spoken_answers']
+    rows.append(("QA spoken answers: Whisper hears the key word", 'skipped' if 'skipped' in s else '',
+                 s.get('skipped', '')))
+    for key in ('text_only/audio', 'both/audio'):
+        if key in s:
+            rows.append((f"  {names[key]} ({s[key]['n']})",
+                         fmt(s[key]['key_word_heard'], 2),
+                         f"{fmt(s[key]['key_word_heard_when_written_right'], 2)} where the written answer was right"))
+    return rows
 
 
 def table(report):
@@ -759,6 +864,8 @@ def table(report):
             rows.append(("Whisper on the model's TTS", 'skipped', w['skipped']))
         else:
             rows += whisper_rows(w)
+    if 'qa' in report:
+        rows += qa_rows(report['qa'])
     t = report['text']
     if t['n']:
         line = f"{fmt(t['uniform_bpb'], 2)} bits/byte uniform"

@@ -22,6 +22,10 @@ Sources, one output format (tokenfile.py; read it back with tokenfile.load_split
           (--workers); each finished shard leaves its outputs and a done-marker under data/<name>/parts/, so an
           interrupted or extended run does not fetch or tokenize it again.
   folder  <stem>.wav + <stem>.txt pairs, or manifest.jsonl / manifest.csv (columns audio, text[, desc, speaker]).
+  qa      the tiny corpus (for hearing and speaking) plus a world of facts to ask about (qaworld.py): every fact
+          stated in text and asked in text; the 'both' people's facts also asked and answered in speech as chat
+          turns (tokenizer.chat); the text-only people's facts never spoken. The val split adds spoken questions
+          about text-only facts; qa_test.jsonl holds the test questions (spoken and text) that eval.py asks.
 
 Codec (tiny, folder): --codec=auto uses pretrained SNAC when it is cached or the hub answers within a few
 seconds, else the log-mel stand-in (codec.MelCodec) fitted on the training audio and saved as codec.npz.
@@ -49,6 +53,7 @@ import glob
 import hashlib
 import json
 import os
+import random
 import shutil
 import sys
 import time
@@ -62,6 +67,7 @@ from huggingface_hub import HfApi, hf_hub_download, try_to_load_from_cache
 from tqdm import tqdm
 
 import codec as codec_lib
+import qaworld
 import tinyspeech
 from configurator import apply_overrides, run
 from tokenfile import VERSION, atomic_write, write_token_chunks
@@ -82,7 +88,12 @@ config = dict(
     codec='auto',             # tiny, folder: auto | mel | mel:<file.npz> | snac | snac:<hub id or folder>
     mel_codes=4096,           # codes per level when the stand-in codec is fitted here (at most 4096): fewer are easier
                               # to learn and keep less of the sound
-    n_train=4000, n_val=400,  # tiny: utterances; val is half training speakers, half held-out speakers
+    n_train=4000, n_val=400,  # tiny, qa: utterances; val is half training speakers, half held-out speakers
+    qa_people=200, qa_text_only=0.25,  # qa: people in the world (qaworld.py), the share whose facts stay in text
+    qa_bio=4, qa_text=2, qa_spoken=1, qa_multi=2,  # qa: per person, texts stating their facts (in random orders);
+                              # per fact, text question -> text answer examples and rounds of the four spoken forms
+                              # (both-modality people only); per person, two-turn conversations
+    qa_thought=0.0,           # qa: share of spoken-question examples whose answer first writes the question down
     voices='',                # tiny: comma-separated espeak-ng voices (default: all of tinyspeech.ACCENTS) and/or
                               # natural voices, tinyspeech.NATURAL_VOICES (hibari, joe; each needs its pip package)
     genders='', rates='', pitches='',  # tiny: comma-separated names from tinyspeech.GENDERS, RATES, PITCHES
@@ -667,6 +678,125 @@ def prepare_tiny(opts, out_dir, tok):
     return parts, skips, codec.describe(), codec_file, info
 
 
+def qa_records(people, speaker):
+    """Records to synthesize, keyed by their text: the questions and answers of 'both' people, the questions of
+    text-only people (split 'test': spoken only at test time), every person's greetings (a name, no fact)."""
+    out = {}
+    for p in people:
+        for a, q, ans, _ in qaworld.facts(p):
+            out[q] = dict(split='train' if p['group'] == 'both' else 'test', text=q)
+            if p['group'] == 'both':
+                out[ans] = dict(split='train', text=ans)
+        for g in qaworld.greetings(p):
+            out[g] = dict(split='train', text=g)
+    for i, r in enumerate(out.values()):
+        r.update(id=f"qa_{i:05d}", speaker=speaker['id'], desc=speaker['desc'], voice=speaker['voice'],
+                 rate=speaker['rate'], pitch=speaker['pitch'], speaker_heldout=False)
+    return out
+
+
+def spoken_forms(tok, q, ans, heard, rng, opts):
+    """The four spoken forms of one fact as chat examples (tokenizer.chat): spoken question -> text answer, chain of
+    modality, text question -> spoken answer, and the answer written and spoken word by word (plain audio when the
+    voice gives no word timings). heard: text -> (flat codes, word frames or None). With probability qa_thought a
+    spoken question's answer first writes the question down (SpeechGPT's chain of modality starts with it)."""
+    (q_codes, _), (a_codes, a_frames) = heard[q], heard[ans]
+
+    def answer(*parts):
+        return [('text', q)] + list(parts) if rng.random() < opts['qa_thought'] else list(parts)
+    words = ('words', (ans.split(), a_codes, a_frames)) if a_frames is not None else ('audio', a_codes)
+    forms = [[('user', [('audio', q_codes)]), ('assistant', answer(('text', ans)))],
+             [('user', [('audio', q_codes)]), ('assistant', answer(('text', ans), ('audio', a_codes)))],
+             [('user', [('text', q)]), ('assistant', [('audio', a_codes)])],
+             [('user', [('audio', q_codes)]), ('assistant', answer(words))]]
+    return [tok.chat(turns) for turns in forms]
+
+
+def qa_examples(tok, people, heard, opts, rng):
+    """{split: SplitWriter} of the world's examples, and the transcripts spoken in training (for check_split).
+    Training: every person's facts stated (texts) and asked in text; 'both' people's facts asked and answered in
+    speech too; everyone's greetings for ASR and TTS; two-turn conversations. Val: the spoken questions about
+    text-only facts (the held-out test), so the validation loss shows the transfer too."""
+    writers = {s: SplitWriter(tok) for s in SPLITS}
+    spoken, none = [], np.zeros(0, dtype=np.int64)
+    for p in people:
+        examples = [('text', *tok.plain(qaworld.bio(p, rng)), False) for _ in range(opts['qa_bio'])]
+        for a, q, ans, _ in qaworld.facts(p):
+            examples += [('chat', *tok.chat([('user', [('text', q)]), ('assistant', [('text', ans)])]), False)
+                         for _ in range(opts['qa_text'])]
+            if p['group'] == 'both':
+                for _ in range(opts['qa_spoken']):
+                    examples += [('chat', ids, mask, False) for ids, mask in spoken_forms(tok, q, ans, heard, rng, opts)]
+                spoken += [q, ans]
+            else:
+                ids, mask = tok.chat([('user', [('audio', heard[q][0])]), ('assistant', [('text', ans)])])
+                writers['val'].add(dict(text=q), heard[q][0], [('chat', ids, mask, False)])
+        for _ in range(opts['qa_multi']):
+            (_, q1, a1, _), (_, q2, a2, _) = rng.sample(qaworld.facts(p), 2)
+            first = [('audio', heard[q1][0])] if p['group'] == 'both' else [('text', q1)]
+            second = [('audio', heard[q2][0])] if p['group'] == 'both' and rng.random() < 0.5 else [('text', q2)]
+            ids, mask = tok.chat([('user', first), ('assistant', [('text', a1)]), ('user', second),
+                                  ('assistant', [('text', a2)])])
+            examples.append(('chat', ids, mask, False))
+        for g in qaworld.greetings(p):
+            examples += [('asr', *tok.asr(heard[g][0], g), False), ('tts', *tok.tts(g, heard[g][0]), False)]
+            spoken.append(g)
+        writers['train'].add(dict(text=p['name']), none, examples)
+    return writers, spoken
+
+
+def qa_test_items(people, heard):
+    """The questions eval.py asks: every text-only fact spoken (never heard in training) and written, and every
+    'both' fact spoken (the training recordings: trained in both modalities)."""
+    items = []
+    for p in people:
+        for a, q, ans, key in qaworld.facts(p):
+            base = dict(name=p['name'], attribute=a, key=key, question=q, answer=ans, group=p['group'])
+            items.append(dict(base, modality='audio', codes=heard[q][0].tolist()))
+            if p['group'] == 'text_only':
+                items.append(dict(base, modality='text'))
+    return items
+
+
+def prepare_qa(opts, out_dir, tok):
+    """The tiny corpus and the QA world, one voice set and one codec: the world's speech by the corpus's first
+    training speaker."""
+    who = tinyspeech.speaker_choice(opts)
+    utts = tinyspeech.make_corpus(opts['n_train'], opts['n_val'], opts['seed'], **who)
+    people = qaworld.make_world(opts['qa_people'], opts['qa_text_only'], opts['seed'])
+    speaker = next(s for s in tinyspeech.speakers(opts['seed'], **who) if not s['heldout'])
+    records = qa_records(people, speaker)
+    engines = '; '.join(tinyspeech.engine_names(u['voice'] for u in utts))
+    print(f"synthesizing {len(utts)} corpus utterances and {len(records)} lines of the world "
+          f"({len(people)} people) with {engines}")
+    cache = synthesis_cache(utts, out_dir)
+    wavs = tinyspeech.synthesize_corpus(utts, cache=cache)
+    qa_wavs = tinyspeech.synthesize_corpus(list(records.values()), cache=cache)
+    ends = [tinyspeech.word_ends(u, cache) for u in utts] if opts['tts_words'] else None
+
+    def train_audio():  # the test questions stay out of the codec's fit too
+        return training_audio(utts, wavs) + [w for r, w in zip(records.values(), qa_wavs) if r['split'] == 'train']
+    codec, spec, codec_file = open_codec(opts['codec'], train_audio, out_dir, opts['seed'], opts['mel_codes'])
+    skips = Skips()
+    parts = encode_utterances(utts, wavs, codec, tok, opts, skips, ends)
+    heard = {}
+    for (text, r), wav in tqdm(list(zip(records.items(), qa_wavs)), desc='encoding the world', unit='line'):
+        flat = flatten(codec.encode(wav))
+        u_ends = tinyspeech.word_ends(r, cache)
+        heard[text] = (flat, None if u_ends is None else word_frames(u_ends, len(flat) // FRAME_LEN))
+    writers, spoken = qa_examples(tok, people, heard, opts, random.Random(f"qa-examples-{opts['seed']}"))
+    qaworld.check_split(people, spoken + [u['text'] for u in utts if u['split'] == 'train'])
+    for split, w in writers.items():
+        parts[split].append(dict(w.part(), utts=[]))  # the world's lines are in qa.json, not utterances.jsonl
+    save_json(os.path.join(out_dir, 'qa.json'), dict(people=people, spoken_in_training=sorted(spoken),
+                                                     test=qa_test_items(people, heard)))
+    info = dict(synthesizer=engines, codec_spec=spec, speakers=len(tinyspeech.speakers(opts['seed'], **who)),
+                heldout_speakers=sum(s['heldout'] for s in tinyspeech.speakers(opts['seed'], **who)),
+                qa=dict(people=len(people), text_only=sum(p['group'] == 'text_only' for p in people),
+                        lines=len(records), speaker=speaker['id']))
+    return parts, skips, codec.describe(), codec_file, info
+
+
 def folder_items(path, skips):
     """[(file, audio path, text, desc, speaker)] from manifest.jsonl, manifest.csv, or <stem>.wav + <stem>.txt."""
     items = []
@@ -816,16 +946,19 @@ def is_up_to_date(out_dir, opts):
 
 def resolve_options(opts):
     opts = dict(opts)
-    if opts['source'] not in ('tiny', 'mls', 'folder'):
-        raise ValueError(f"--source must be tiny, mls or folder, got {opts['source']!r}")
+    if opts['source'] not in ('tiny', 'mls', 'folder', 'qa'):
+        raise ValueError(f"--source must be tiny, mls, folder or qa, got {opts['source']!r}")
     opts['encoding'] = opts['encoding'] or ('gpt2' if opts['source'] == 'mls' else 'byte')
     opts['name'] = opts['name'] or opts['source']
     for task in ('tts', 'asr', 'text', 'tts_desc', 'tts_words'):
         if opts[task] < 0:
             raise ValueError(f"--{task}={opts[task]} must be >= 0")
-    for key in ('tts_desc', 'tts_words'):
-        if opts[key] > 1:
-            raise ValueError(f"--{key}={opts[key]} is a probability, at most 1")
+    for key in ('qa_people', 'qa_bio', 'qa_text', 'qa_spoken', 'qa_multi'):
+        if not isinstance(opts[key], int) or opts[key] < 0:
+            raise ValueError(f"--{key}={opts[key]} must be a whole number >= 0")
+    for key in ('tts_desc', 'tts_words', 'qa_thought'):
+        if not 0 <= opts[key] <= 1:
+            raise ValueError(f"--{key}={opts[key]} is a probability, between 0 and 1")
     if not 1 <= opts['mel_codes'] <= CODEBOOK_SIZE:
         raise ValueError(f"--mel_codes={opts['mel_codes']} must be in 1..{CODEBOOK_SIZE}")
     if not 0 <= opts['val_fraction'] < 1:
@@ -849,7 +982,7 @@ def prepare(opts):
     os.makedirs(out_dir, exist_ok=True)
     if os.path.exists(os.path.join(out_dir, 'meta.json')):
         os.remove(os.path.join(out_dir, 'meta.json'))  # until the new one lands, the folder is incomplete
-    source = dict(tiny=prepare_tiny, mls=prepare_mls, folder=prepare_folder)[opts['source']]
+    source = dict(tiny=prepare_tiny, mls=prepare_mls, folder=prepare_folder, qa=prepare_qa)[opts['source']]
     parts, skips, codec_desc, codec_file, info = source(opts, out_dir, tok)
     kept = {s: sum(p['stats']['n_utterances'] for p in plist) for s, plist in parts.items()}
     check_kept(kept, skips)

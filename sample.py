@@ -9,10 +9,13 @@ Everything (model, vocabulary, codec) comes from the checkpoint.
     python sample.py --ckpt=out/tiny/ckpt.pt --mode=asr --wav=speech.wav      # greedy transcript
     python sample.py --ckpt=out/tiny/ckpt.pt --mode=text --text="the cat" --max_new_tokens=100
     python sample.py --ckpt=out/tiny/ckpt.pt --mode=raw --prompt_ids=256,1,2   # ids in, ids (and their reading) out
+    python sample.py --ckpt=out/qa/ckpt.pt --mode=chat --turn=question.wav --turn="What pet does she have?" --speak=True
+    python sample.py --ckpt=out/qa/ckpt.pt --mode=chat --file=chat.txt    # lines "user: text or a .wav", "assistant: ..."
 
 --text, --desc, --wav and --prompt_ids may be repeated: the prompts run as one left-padded batch
 (--batch_size at a time). Writes <out>/<mode>_<i>.wav for audio and <out>/<mode>.json with the prompts,
-generated ids, durations and timings.
+generated ids, durations and timings. In chat mode each --turn (a text, or a .wav file) is the user's next turn of
+one conversation, answered in order with the whole conversation in the context (stream.py --mode=chat talks live).
 
 Decoding is constrained by the audio frame grammar (FrameGrammar): inside an audio span each frame position
 may only take its own code range, and a span ends only at a frame boundary, so any checkpoint, even an
@@ -32,7 +35,7 @@ from codec import load_audio, write_wav
 from common import load_checkpoint, speaks_word_by_word, start
 from configurator import apply_overrides, run
 from generate import check_sampling, compile_decoding, generate_tokens
-from tokenizer import FRAME_LEN, FRAME_SECONDS, flatten, unflatten
+from tokenizer import FRAME_LEN, FRAME_SECONDS, ROLES, flatten, unflatten
 
 # -----------------------------------------------------------------------------
 # the audio frame grammar, as a logits hook for generate.generate_tokens
@@ -43,7 +46,7 @@ MUST_END = FRAME_LEN + 1            # at a frame boundary with max_frames reache
 OUTSIDE = FRAME_LEN + 2             # outside any audio span
 DONE = FRAME_LEN + 3                # after <eos>: generate_tokens repeats <eos>; the mask agrees
 N_STATES = FRAME_LEN + 4
-WANTS = ('audio', 'text', 'any')
+WANTS = ('audio', 'text', 'any', 'written')
 
 
 class FrameGrammar:
@@ -52,6 +55,7 @@ class FrameGrammar:
     want='audio' (TTS): after the prompt's <audio>, only audio codes in frame order, and <eos> at a frame
         boundary once min_frames frames are out (forced at max_frames).
     want='text' (ASR, text continuation): only text ids and <eos>.
+    want='written' (a chat answer in writing): text ids, <text> (a written thought, then the answer) and <eos>.
     want='any' (raw): anything, but inside an audio span the frame grammar holds and the span may end (<eos>,
         <text>, <desc>, a role marker) only at a frame boundary; outside audio spans audio codes are masked.
     The masks are built once as a (N_STATES, V) table of 0 / -inf; each call tracks every row's state from the
@@ -82,9 +86,10 @@ class FrameGrammar:
         allow[MAY_END] = allow[0]
         allow[MAY_END, ends] = True
         allow[MUST_END, ends] = True
-        if want == 'text':
+        if want in ('text', 'written'):
             allow[OUTSIDE, :tok.n_text] = True
             allow[OUTSIDE, tok.eos] = True
+            allow[OUTSIDE, tok.text] = want == 'written'
         elif want == 'audio':
             allow[OUTSIDE, tok.audio] = True  # a TTS prompt ends with <audio>; if not, open the span
         else:
@@ -287,10 +292,11 @@ def in_batches(items, batch_size):
 # the tasks, importable
 
 def tts(model, tok, texts, descs=None, max_seconds=10.0, temperature=1.0, top_k=None, top_p=None, seed=None,
-        min_frames=1, batch_size=16, return_info=False, words=False, max_word_seconds=2.0):
+        min_frames=1, batch_size=16, return_info=False, words=False, max_word_seconds=2.0, prefixes=None):
     """Text to speech. texts: list of str; descs: None, one str for all, or a list (None entries allowed).
     words: speak word by word (WordGrammar), for a model trained on word-interleaved TTS (prepare.py --tts_words),
-    each word at most max_word_seconds. Returns a list of flat raw codes (7T,) per text, whole frames only
+    each word at most max_word_seconds. prefixes: ids before each prompt (chat: the conversation so far, so the text
+    is spoken as the assistant's answer). Returns a list of flat raw codes (7T,) per text, whole frames only
     (codec.decode(unflatten(c)) gives T * FRAME_SAMPLES samples); with return_info, (codes, info) where info is one
     dict per text (prompt and generated ids, frames, seconds, timings)."""
     texts = [texts] if isinstance(texts, str) else list(texts)
@@ -306,7 +312,8 @@ def tts(model, tok, texts, descs=None, max_seconds=10.0, temperature=1.0, top_k=
     codes, info = [], []
     for chunk in in_batches(list(range(len(texts))), batch_size):
         word_lists = [texts[k].split() for k in chunk]
-        prompts = [(tok.tts_words_prompt(w, descs[k]) if words else tok.tts_prompt(texts[k], descs[k])).tolist()
+        prompts = [(list(prefixes[k]) if prefixes is not None else []) +
+                   (tok.tts_words_prompt(w, descs[k]) if words else tok.tts_prompt(texts[k], descs[k])).tolist()
                    for k, w in zip(chunk, word_lists)]
         for k, p in zip(chunk, prompts):
             check_prompt_ids(tok, p, block, f"text {k}")
@@ -431,6 +438,76 @@ def generate_raw(model, tok, prompts, max_new_tokens=200, temperature=0.8, top_k
     return (outs, info) if return_info else outs
 
 
+def user_turn(tok, codec, question, where):
+    """A question (text, a wav path, or flat codes) -> the user's turn for tokenizer.chat."""
+    if isinstance(question, str) and not (question.lower().endswith('.wav') and os.path.isfile(question)):
+        if not question.strip():
+            raise ValueError(f"{where}: the question is empty")
+        return ('user', [('text', question)])
+    flat = audio_to_codes(codec, question, where)
+    if len(flat) == 0:
+        raise ValueError(f"{where}: the audio is empty (no whole {FRAME_SECONDS * 1000:.0f} ms frame in it)")
+    return ('user', [('audio', flat)])
+
+
+def fit_context(tok, turns, block, room, where):
+    """The conversation's prompt ids (tokenizer.chat_prompt), the oldest turns dropped (with a warning) until `room`
+    new tokens fit in the model's context; an error when the last question alone does not fit."""
+    for first in range(len(turns)):
+        prompt = tok.chat_prompt(turns[first:]).tolist()
+        if len(prompt) + room <= block:
+            if first:
+                warnings.warn(f"{where}: dropped the {first} oldest turns to fit the model's context of {block} tokens")
+            return prompt
+    raise ValueError(f"{where}: the question is {len(prompt)} tokens; with {room} tokens for the answer it does not "
+                     f"fit the model's context of {block} tokens")
+
+
+def speaking_prefix(tok, turns, answer, block, where, min_seconds=1.0, extra=0):
+    """The conversation's prompt before a spoken answer, with room for `extra` tokens (a written thought), the
+    answer's text and at least min_seconds of its audio (fit_context drops the oldest turns when needed)."""
+    room = extra + len(tok.encode_text(answer)) + 3 + FRAME_LEN * round(min_seconds / FRAME_SECONDS)
+    return fit_context(tok, turns, block, room, where)
+
+
+def chat(model, tok, conversations, codec=None, speak=False, words=False, max_new_tokens=100, max_seconds=8.0,
+         temperature=0.0, top_k=None, top_p=None, seed=None, batch_size=16, audio_temperature=None):
+    """The assistant's next turn in each conversation ([(role, parts)] as tokenizer.chat takes them, ending with the
+    user's question). The answer is written first (forced to start with <text>), then, with speak, spoken after it
+    (SpeechGPT's chain of modality; word by word with WordGrammar for a model trained so, words=True). A model
+    trained to write the question down first (prepare.py --qa_thought) does so; the answer is what follows its last
+    <text>. Returns one dict per conversation: text, thought (the texts written before the answer), codes (None
+    without speak), turn (the assistant's turn, to append for the next question), prompt_ids, generated_ids, timings."""
+    block = model.config.block_size
+    prompts = [fit_context(tok, turns, block, 8, f"conversation {k}") for k, turns in enumerate(conversations)]
+    out = []
+    for chunk in in_batches(list(range(len(prompts))), batch_size):
+        batch = [prompts[k] + [tok.text] for k in chunk]
+        n = budget(max(len(p) for p in batch), max_new_tokens, block, f"conversations {chunk[0]}..{chunk[-1]}")
+        rows, stats = generate_ids(model, tok, batch, 'written', n, temperature, top_k, top_p, seed)
+        for k, row in zip(chunk, rows):
+            written = [tok.text] + [i for i in row if i != tok.eos]
+            last = len(written) - written[::-1].index(tok.text)  # the answer follows the last <text>
+            text = tok.decode_text(written[last:]).strip()
+            thought = [x.strip() for kind, x in tok.split(written[:last - 1])[0] if kind == 'text']
+            parts = [('text', t) for t in thought] + [('text', text)]
+            out.append(dict(text=text, thought=thought, thought_ids=written[:last - 1], codes=None,
+                            turn=('assistant', parts), prompt_ids=prompts[k], generated_ids=[tok.text] + row, **stats))
+    if speak:
+        said = [k for k, r in enumerate(out) if r['text']]  # nothing written, nothing to say
+        # after the prompt's <assistant>: <text> answer <audio> codes (the chain of modality), or with words
+        # <text> w1 <audio> .. <text> ' w2' <audio> .. (the answer said word by word)
+        prefixes = [speaking_prefix(tok, conversations[k], out[k]['text'], block, f"conversation {k}",
+                                    extra=len(out[k]['thought_ids'])) + out[k]['thought_ids'] for k in said]
+        codes = tts(model, tok, [out[k]['text'] for k in said], None, max_seconds,
+                    temperature if audio_temperature is None else audio_temperature, top_k, top_p, seed,
+                    batch_size=batch_size, words=words, prefixes=prefixes) if said else []
+        for k, flat in zip(said, codes):
+            out[k]['codes'] = flat
+            out[k]['turn'] = ('assistant', out[k]['turn'][1] + [('audio', flat)])
+    return out
+
+
 def decode_codes(codec, flat):
     """Flat raw codes (7T,) -> float32 (T * FRAME_SAMPLES,) waveform."""
     if len(flat) == 0:
@@ -456,12 +533,13 @@ DEFAULTS = dict(
     device='auto',             # auto | cpu | cuda | mps
     dtype='float32',           # float32 | bfloat16 | float16 (model weights; the codec stays float32)
     words=None,                # tts: word by word (WordGrammar); None: as the checkpoint's data (prepare.py --tts_words)
+    speak=False,               # chat: speak each answer too (<out>/chat_<i>.wav)
     compile=False,             # torch.compile the one-token decode step: pays for long outputs (~12 s to compile on CPU)
     expect_vocab='',           # refuse a checkpoint whose vocabulary differs: 'gpt2/level' or a meta.json path
     threads=0,                 # torch threads (0: torch's default)
 )
-LIST_KEYS = ('text', 'desc', 'wav', 'prompt_ids')  # may repeat; taken as raw strings, never parsed
-MODES = ('tts', 'asr', 'text', 'raw')
+LIST_KEYS = ('text', 'desc', 'wav', 'prompt_ids', 'turn')  # may repeat; taken as raw strings, never parsed
+MODES = ('tts', 'asr', 'text', 'raw', 'chat')
 
 
 def parse_args(argv):
@@ -497,17 +575,61 @@ def read_prompt_file(path, mode):
     if mode == 'tts':
         pairs = [line.split('\t', 1) if '\t' in line else [None, line] for line in lines]
         return [t for _, t in pairs], [d for d, _ in pairs]
+    if mode == 'chat':
+        return [chat_line(line, f"{path} line {n}") for n, line in enumerate(lines, 1)], None
     return lines, None
+
+
+def chat_line(line, where):
+    """'role: content' -> (role, content); role one of tokenizer.ROLES."""
+    role, sep, content = line.partition(':')
+    role = role.strip().lower()
+    if not sep:
+        raise ValueError(f"{where}: {line[:40]!r} does not start with a role: write 'user: ...', 'assistant: ...' "
+                         f"or 'system: ...'")
+    if role not in ROLES:
+        raise ValueError(f"{where}: unknown role {role!r}; choose one of {ROLES}")
+    return role, content.strip()
+
+
+def run_chat(model, tok, codec, lines, cfg, words, kw):
+    """Answer a conversation's user turns in order: [(role, content)], content text or a .wav path. Given
+    assistant and system lines join the context as they are."""
+    conversation, info = [], []
+    for n, (role, content) in enumerate(lines):
+        where = f"turn {n + 1}"
+        if role != 'user':
+            conversation.append((role, [('text', content)]))
+            continue
+        conversation.append(user_turn(tok, codec, content, where))
+        if n + 1 < len(lines) and lines[n + 1][0] == 'assistant':
+            continue  # answered by the next line
+        answer = chat(model, tok, [conversation], codec, speak=cfg['speak'], words=words,
+                      max_new_tokens=cfg['max_new_tokens'], max_seconds=cfg['max_seconds'], **kw)[0]
+        conversation.append(answer['turn'])
+        rec = dict(mode='chat', question=content, answer=answer['text'], prompt_ids=answer['prompt_ids'],
+                   generated_ids=answer['generated_ids'], batch_start=len(info),
+                   **{k: answer[k] for k in ('generate_s', 'time_to_first_token_s')})
+        if answer['codes'] is not None:
+            rec['wav'] = os.path.join(cfg['out'], f"chat_{len(info):03d}.wav")
+            write_wav(rec['wav'], decode_codes(codec, answer['codes']))
+            rec['seconds'] = len(answer['codes']) // FRAME_LEN * FRAME_SECONDS
+        print(f"[{len(info)}] {content!r} -> {answer['text']!r}" + (f" -> {rec['wav']}" if 'wav' in rec else ''))
+        info.append(rec)
+    if not info:
+        raise ValueError("--mode=chat: no user turn to answer")
+    return info
 
 
 def main(argv):
     cfg, lists = parse_args(argv)
     mode = cfg['mode']
-    temperature = cfg['temperature'] if cfg['temperature'] is not None else {'asr': 0.0, 'tts': 1.0}.get(mode, 0.8)
+    temperature = cfg['temperature'] if cfg['temperature'] is not None else \
+        {'asr': 0.0, 'chat': 0.0, 'tts': 1.0}.get(mode, 0.8)
     check_sampling(temperature, cfg['top_k'], cfg['top_p'], ('--temperature', '--top_k', '--top_p'))
     device = start(cfg['device'], cfg['threads'])
     t0 = time.perf_counter()
-    model, tok, codec, ckpt = load_checkpoint(cfg['ckpt'], device, cfg['dtype'], need_codec=mode in ('tts', 'asr'),
+    model, tok, codec, ckpt = load_checkpoint(cfg['ckpt'], device, cfg['dtype'], need_codec=mode in ('tts', 'asr', 'chat'),
                                               expect_vocab=cfg['expect_vocab'] or None)
     load_s = time.perf_counter() - t0
     if cfg['compile']:
@@ -552,6 +674,12 @@ def main(argv):
         outs, info = continue_text(model, tok, texts, max_new_tokens=cfg['max_new_tokens'], **kw)
         for k, (t, o) in enumerate(zip(texts, outs)):
             print(f"[{k}] {t!r} -> {o!r}")
+    elif mode == 'chat':
+        lines = [('user', t) for t in lists['turn']] + file_prompts
+        if not lines:
+            raise ValueError("--mode=chat needs --turn=... (a question, or a .wav of one; or --file=chat.txt)")
+        info = run_chat(model, tok, codec, lines, cfg, speaks_word_by_word(ckpt, cfg['words']),
+                        {k: v for k, v in kw.items() if k not in ('batch_size', 'return_info')})
     else:
         prompts = [parse_ids(p, f"--prompt_ids #{k}") for k, p in enumerate(lists['prompt_ids'])]
         prompts += [parse_ids(line, f"{cfg['file']} line {k + 1}") for k, line in enumerate(file_prompts)]

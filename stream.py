@@ -5,6 +5,8 @@ and play the samples while the rest is still being generated.
     python stream.py --ckpt=out/tiny/ckpt.pt --text="hello there"                  # speaker, or a wav if there is none
     python stream.py --ckpt=out/tiny/ckpt.pt --text="hello there" --out=out/stream.wav   # always a wav
     python stream.py --ckpt=out/tiny/ckpt.pt --text="hello there" --compile_lm=True --compile_codec=True --dtype=bfloat16
+    python stream.py --ckpt=out/qa/ckpt.pt --mode=chat                              # talk: type, give a wav, or speak
+    python stream.py --ckpt=out/qa/ckpt.pt --mode=chat --question=question.wav --out=out/answer.wav
 
 The model emits 7 tokens per 85 ms frame. Each finished frame goes to codec.StreamingDecoder, which decodes
 a window of frames with context on both sides (codec.LEFT_CONTEXT / RIGHT_CONTEXT for SNAC) and returns
@@ -32,7 +34,7 @@ from codec import StreamingDecoder, write_wav
 from common import load_checkpoint, speaks_word_by_word, start
 from configurator import apply_overrides, run
 from generate import check_sampling, compile_decoding, generate_tokens
-from sample import FrameGrammar, WordGrammar, check_prompt_ids
+from sample import FrameGrammar, WordGrammar, chat, check_prompt_ids, speaking_prefix, user_turn
 from tokenizer import FRAME_LEN, FRAME_SECONDS, SAMPLE_RATE
 
 # -----------------------------------------------------------------------------
@@ -40,20 +42,22 @@ from tokenizer import FRAME_LEN, FRAME_SECONDS, SAMPLE_RATE
 
 
 def stream(model, tok, codec, text, desc=None, max_seconds=10.0, temperature=1.0, top_k=None, top_p=None,
-           seed=None, min_frames=1, left=None, right=None, stats=None, words=False, max_word_seconds=2.0):
+           seed=None, min_frames=1, left=None, right=None, stats=None, words=False, max_word_seconds=2.0, prefix=None):
     """Yield float32 sample chunks (24 kHz mono) of the speech for `text` as they become final.
 
     Generation and decoding interleave in this one generator (no threads): after each 7th audio token the
     frame goes to the streaming decoder, which answers with the samples it can now finalize (often none:
     it waits for right context, then emits 1 frame, later as many as before, up to 16 at a time). The last
     chunk is the decoder's tail. words: speak word by word (sample.WordGrammar), for a model trained so; the forced
-    text between the words' audio never reaches the decoder.
+    text between the words' audio never reaches the decoder. prefix: ids before the prompt (chat: the conversation,
+    so that the text is spoken as the assistant's answer).
     stats (a dict, optional) is filled in at the end: see the keys below; the generator also returns it."""
     stats = {} if stats is None else stats
     t_request = time.perf_counter()
     if not text or not text.strip():
         raise ValueError("the text is empty: there is nothing to say")
-    prompt = (tok.tts_words_prompt(text.split(), desc) if words else tok.tts_prompt(text, desc)).tolist()
+    prompt = list(prefix if prefix is not None else []) + \
+        (tok.tts_words_prompt(text.split(), desc) if words else tok.tts_prompt(text, desc)).tolist()
     block = model.config.block_size
     check_prompt_ids(tok, prompt, block, 'text')
     frames = min(max(1, int(round(max_seconds / FRAME_SECONDS))), (block - len(prompt) - 1) // FRAME_LEN)
@@ -236,11 +240,93 @@ def warm_up(model, tok, codec, runs=1, seconds=1.0):
             pass
 
 # -----------------------------------------------------------------------------
+# spoken chat: hear or read a question, write the answer, speak it as it is generated
+
+
+def record_microphone(seconds):
+    """seconds of mono float32 audio at 24 kHz from the default input device."""
+    import sounddevice as sd  # here: where PortAudio is missing the import itself fails
+    audio = sd.rec(int(seconds * SAMPLE_RATE), samplerate=SAMPLE_RATE, channels=1, dtype='float32')
+    sd.wait()
+    return audio[:, 0]
+
+
+def next_question(cfg, asked):
+    """The next question: --question once, else a line typed at the prompt (a question, a .wav path, or nothing
+    for the microphone); None to stop."""
+    if cfg['question']:
+        return cfg['question'] if asked == 0 else None
+    try:
+        line = input("you (a question, a .wav file, Enter to speak, q to quit): ").strip()
+    except EOFError:
+        return None
+    if line.lower() in ('q', 'quit', 'exit'):
+        return None
+    if line:
+        return line
+    try:
+        print(f"listening for {cfg['mic_seconds']:g} s ...")
+        return record_microphone(cfg['mic_seconds'])
+    except (ImportError, OSError, RuntimeError) as e:  # no PortAudio, no input device
+        print(f"no microphone ({type(e).__name__}: {e}); type the question or give a .wav file")
+        return ''
+
+
+def chat_loop(model, tok, codec, cfg, words, speaker, out_path):
+    """A spoken conversation: every question and answer stays in the context (the oldest turns are dropped when it is
+    full). Each answer is written (greedy), then spoken while it is generated: to the speaker, or to
+    <out_path stem>_<n>.wav. Returns the turns."""
+    conversation, asked = [], 0
+    while True:
+        question = next_question(cfg, asked)
+        if question is None:
+            return conversation
+        if isinstance(question, str) and not question:
+            continue
+        asked += 1
+        try:
+            conversation.append(user_turn(tok, codec, question, f"question {asked}"))
+        except ValueError as e:
+            if cfg['question']:
+                raise
+            print(f"error: {e}")  # a bad file or an empty recording: ask again
+            continue
+        answer = chat(model, tok, [conversation], codec, max_new_tokens=cfg['max_new_tokens'], temperature=0.0)[0]
+        print(f"assistant: {answer['text']}")
+        conversation.append(answer['turn'])
+        if not cfg['speak'] or not answer['text']:
+            continue
+        try:
+            prefix = speaking_prefix(tok, conversation[:-1], answer['text'], model.config.block_size, 'the answer',
+                                     extra=len(answer['thought_ids'])) + answer['thought_ids']
+        except ValueError as e:
+            print(f"  not spoken: {e}")
+            continue
+        stats, chunks = {}, []
+        for chunk in stream(model, tok, codec, answer['text'], None, cfg['max_seconds'], cfg['temperature'],
+                            cfg['top_k'], cfg['top_p'], cfg['seed'], stats=stats, words=words, prefix=prefix):
+            chunks.append(chunk)
+            if speaker is not None:
+                speaker.write(chunk)
+        conversation[-1] = ('assistant', answer['turn'][1] + [('audio', tok.audio_codes(stats['tokens']))])
+        where = 'the speaker'
+        if speaker is None:
+            where = f"{os.path.splitext(out_path)[0]}_{asked}.wav"
+            write_wav(where, np.concatenate(chunks) if chunks else np.zeros(0, np.float32))
+        print(f"  spoke {stats['audio_s']:.2f} s to {where}, first audio after "
+              f"{stats['time_to_first_audio_s'] * 1e3:.0f} ms")
+
+# -----------------------------------------------------------------------------
 # command line
 
 DEFAULTS = dict(
     ckpt='out/tiny/ckpt.pt',   # checkpoint written by train.py
+    mode='tts',                # tts: say --text | chat: answer questions (--question, or typed / spoken at the prompt)
     text='',                   # what to say
+    question='',               # chat: one question, text or a .wav file (empty: ask at the prompt, in a loop)
+    speak=True,                # chat: speak the answers (else only write them)
+    mic_seconds=4.0,           # chat: how long the microphone listens after Enter
+    max_new_tokens=100,        # chat: the longest written answer
     desc='',                   # optional speaker/style description
     out='',                    # a wav path: write there instead of playing
     fallback_out='out/stream.wav',  # where the audio goes when there is no speaker
@@ -278,6 +364,13 @@ def main(argv):
     out_path = cfg['out'] or cfg['fallback_out']
     if speaker is None and reason:
         print(f"no audio output ({reason}); writing the stream to {out_path} instead")
+    if cfg['mode'] == 'chat':
+        turns = chat_loop(model, tok, codec, cfg, words, speaker, out_path)
+        if speaker is not None:
+            speaker.close()
+        return turns
+    if cfg['mode'] != 'tts':
+        raise ValueError(f"--mode={cfg['mode']}: choose tts or chat")
     playhead = SimulatedPlayhead(cfg['prebuffer_ms'] / 1000)
     stats, chunks = {}, []
     for chunk in stream(model, tok, codec, cfg['text'], cfg['desc'] or None, cfg['max_seconds'], cfg['temperature'],

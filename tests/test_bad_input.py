@@ -174,7 +174,7 @@ def test_run_prints_one_line_for_the_users_mistakes_and_keeps_tracebacks_for_bug
 
 
 SCRIPTS = ['prepare.py', 'train.py', 'sample.py', 'stream.py', 'eval.py', 'sweep.py', 'codec.py', 'tinyspeech.py',
-           'tokenizer.py', 'model.py', 'bench.py', 'bench_generate.py', 'bench_data.py']
+           'tokenizer.py', 'model.py', 'bench.py', 'bench_generate.py', 'bench_data.py', 'qaworld.py']
 
 
 def test_every_script_answers_a_misspelled_flag_with_one_line():
