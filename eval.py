@@ -76,6 +76,7 @@ config = dict(
     qa=True,                  # spoken and text questions about the QA world, when the dataset has one (qa.json)
     qa_n=200,                 # questions asked per group (a seeded sample; 0: all)
     qa_speak_n=40,            # spoken answers Whisper hears, per group (0: none)
+    qa_cascade=True,          # spoken questions also answered the long way: the model's own ASR, then the text question
 )
 UNIFORM_AUDIO = math.log(CODEBOOK_SIZE)  # nats per code of a model that is uniform over the legal codes
 STREAMS = ('losses', 'generation', 'chance', 'probe', 'qa')
@@ -669,13 +670,31 @@ def qa_measures(model, tok, ckpt, people, groups, cfg, device, notes):
         report[key] = dict(n=len(items), accuracy=float(np.mean(right)) if items else None,
                            chance=float(np.mean([it['key'] == commonest[it['attribute']] for it in items]))
                            if items else None)
+        if modality == 'audio' and cfg['qa_cascade'] and items:
+            report[key]['cascade'] = cascade_measure(model, tok, items, cfg)
         examples[key] = [dict(question=it['question'], answer=a['text'], expected=it['answer'], right=r)
                          for it, a, r in list(zip(items, answers, right))[:5]]
     text, spoken = report['text_only/text']['accuracy'], report['text_only/audio']['accuracy']
     report['transfer_gap'] = 1 - spoken / text if text else None
+    if 'cascade' in report['text_only/audio']:
+        report['transfer_gap_cascade'] = 1 - report['text_only/audio']['cascade']['accuracy'] / text if text else None
     report['examples'] = examples
     report['spoken_answers'] = spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes)
     return report
+
+
+def cascade_measure(model, tok, items, cfg):
+    """Spoken questions answered the long way, a written thought made explicit: the model transcribes the question
+    (its ASR), then answers the transcript as a text question. Accuracy, and the transcripts' CER."""
+    heard = asr(model, tok, [np.array(it['codes'], dtype=np.int64) for it in items], max_new_tokens=48,
+                batch_size=cfg['batch_size'])
+    answers = chat(model, tok, [[('user', [('text', h or '?')])] for h in heard], max_new_tokens=48, temperature=0.0,
+                   batch_size=cfg['batch_size'])
+    right = [qaworld.answer_value(a['text'], it['attribute']) == it['key'] for a, it in zip(answers, items)]
+    return dict(accuracy=float(np.mean(right)),
+                question_cer=score_transcripts([it['question'] for it in items], heard)['cer'],
+                examples=[dict(question=it['question'], heard=h, answer=a['text'])
+                          for it, h, a in list(zip(items, heard, answers))[:5]])
 
 
 def spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes):
@@ -817,6 +836,13 @@ def qa_rows(qa):
         rows.append((f"  {name} ({r['n']})", fmt(r['accuracy'], 2), f"{fmt(r['chance'], 2)} commonest answer"))
     rows.append(("  transfer gap: 1 - spoken / text accuracy, text-only facts", fmt(qa['transfer_gap'], 2),
                  "0 is full transfer"))
+    for key in ('text_only/audio', 'both/audio'):
+        c = qa[key].get('cascade')
+        if c:
+            rows.append((f"  {names[key].split(', ', 1)[1]}, transcribed first (its ASR, CER {fmt(c['question_cer'], 2)})",
+                         fmt(c['accuracy'], 2), 'the written question, then the answer'))
+    if qa.get('transfer_gap_cascade') is not None:
+        rows.append(("  transfer gap, transcribed first", fmt(qa['transfer_gap_cascade'], 2), ''))
     s = qa['spoken_answers']
     rows.append(("QA spoken answers: Whisper hears the key word", 'skipped' if 'skipped' in s else '',
                  s.get('skipped', '')))

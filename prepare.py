@@ -715,7 +715,8 @@ def spoken_forms(tok, q, ans, heard, rng, opts):
 def qa_examples(tok, people, heard, opts, rng):
     """{split: SplitWriter} of the world's examples, and the transcripts spoken in training (for check_split).
     Training: every person's facts stated (texts) and asked in text; 'both' people's facts asked and answered in
-    speech too; everyone's greetings for ASR and TTS; two-turn conversations. Val: the spoken questions about
+    speech too, and their spoken questions transcribed (ASR); everyone's greetings for ASR and TTS; two-turn
+    conversations. Val: the spoken questions about
     text-only facts (the held-out test), so the validation loss shows the transfer too."""
     writers = {s: SplitWriter(tok) for s in SPLITS}
     spoken, none = [], np.zeros(0, dtype=np.int64)
@@ -727,6 +728,7 @@ def qa_examples(tok, people, heard, opts, rng):
             if p['group'] == 'both':
                 for _ in range(opts['qa_spoken']):
                     examples += [('chat', ids, mask, False) for ids, mask in spoken_forms(tok, q, ans, heard, rng, opts)]
+                examples.append(('asr', *tok.asr(heard[q][0], q), False))  # the ear learns the questions' words too
                 spoken += [q, ans]
             else:
                 ids, mask = tok.chat([('user', [('audio', heard[q][0])]), ('assistant', [('text', ans)])])
@@ -1041,6 +1043,8 @@ def summary(out_dir, meta):
         lines.append(f"{split:5s}: {s['n_utterances']} utterances{held}, {s['hours']:.3f} h audio, "
                      f"{s['n_examples']} examples, {s['n_tokens']:,} tokens")
         for t, ts in s['tasks'].items():
+            if t == 'chat' and not ts['examples']:
+                continue  # only the qa source makes conversations
             desc = f" ({ts['with_desc']} with <desc>)" if t == 'tts' else ''
             lines.append(f"   {t:5s} {ts['examples']:7d} examples{desc} {ts['tokens']:12,} tokens {ts['hours']:9.3f} h")
         d = s['code_diversity']
