@@ -21,6 +21,11 @@ Each run lives in out/sweep_<name>/<run>/ (its ckpt.pt, log.txt, eval.jsonl and,
 folder carries a hash of the run's resolved train.py config, so editing the sweep config starts new runs instead of
 mixing old ones in. A run without result.json is (re)started with --resume=True: a crashed run continues from its last
 checkpoint and is counted once, when it finishes.
+
+The held-out prediction (heldout_factor > 0, FLOP budgets): once every run is in, the fit picks the compute-optimal
+depth at heldout_factor x the largest budget and writes the predicted losses to prediction.json; only then does that
+run start. Its row goes to heldout.jsonl, never into results.jsonl, and heldout.json sets prediction beside
+measurement. A later invocation reuses prediction.json as it is (delete it to predict anew).
 """
 import hashlib
 import itertools

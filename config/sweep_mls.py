@@ -15,7 +15,8 @@ AdamW rule). Budgets 1e17, 3e17 and 1e18 FLOPs with FLOPs counted by model.flops
 (depth 6 at 1e18, about 1.4 epochs of the ~3 B-token mls_full).
 
 Time, an estimate, not a measurement: at ~35 % MFU on one H100 (bf16, compiled) a run costs C / 3.5e14 FLOP/s:
-~5 min at 1e17, ~15 min at 3e17, ~50 min at 1e18, about 7 GPU-hours for the 18 runs (about an hour on 8 GPUs). The
+~5 min at 1e17, ~15 min at 3e17, ~50 min at 1e18, about 7 GPU-hours for the 18 runs (about an hour on 8 GPUs),
+and ~3.2 GPU-hours for the held-out run at 4e18. The
 small depths reach a lower MFU: depth 6 at 1e18 (64,594 steps) may take 1.5-2 hours. The losses per token and exponents depend on the codec and the data; nothing here is
 measured yet.
 """
@@ -29,6 +30,8 @@ lr_exponent = 0.5
 min_lr_frac = 0.1
 warmup_frac = 0.02
 flops = [1e17, 3e17, 1e18]
+heldout_factor = 4          # then one run at 4e18 at the fitted optimal depth: ~3.2 H100-hours at ~35 % MFU (an estimate)
+max_epochs = 1.5            # depth 6 at 1e18 reads mls_full ~1.4 times
 train = {
     'dataset': 'mls_full',
     'block_size': 1024,
