@@ -9,7 +9,7 @@ Everything (model, vocabulary, codec) comes from the checkpoint.
     python sample.py --ckpt=out/tiny/ckpt.pt --mode=asr --wav=speech.wav      # greedy transcript
     python sample.py --ckpt=out/tiny/ckpt.pt --mode=text --text="the cat" --max_new_tokens=100
     python sample.py --ckpt=out/tiny/ckpt.pt --mode=raw --prompt_ids=256,1,2   # ids in, ids (and their reading) out
-    python sample.py --ckpt=out/qa/ckpt.pt --mode=chat --turn=question.wav --turn="What pet does she have?" --speak=True
+    python sample.py --ckpt=out/qa/ckpt.pt --mode=chat --turn=question.wav --turn="What pet does Pia have?" --speak=True
     python sample.py --ckpt=out/qa/ckpt.pt --mode=chat --file=chat.txt    # lines "user: text or a .wav", "assistant: ..."
 
 --text, --desc, --wav and --prompt_ids may be repeated: the prompts run as one left-padded batch
