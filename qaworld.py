@@ -7,8 +7,9 @@ a job, a pet and a favourite colour, stated in text and asked about in text and 
 The split is the point (the question of the seeds: does what the model learned in text carry over when the question
 is spoken?). A share of the people are 'text_only': their facts are stated and asked in text during training and
 never appear in speech; the model learns to answer spoken questions about the other people ('both'). The held-out
-test asks about the text-only people in speech, beside the same questions in text. check_split() verifies, from the
-training examples themselves, that no held-out fact reached speech.
+test asks about the text-only people in speech, beside the same questions in text. check_split() refuses a build in
+which a held-out fact reaches a spoken transcript (and tests/test_chat.py reads the written dataset back to check
+it again).
 """
 import random
 import re
