@@ -28,6 +28,7 @@ Writes eval.json beside the checkpoint (or --out) with every number, and eval_sa
 wavs and their texts. Generated codes are never compared with reference codes position by position:
 espeak-ng is not bit-repeatable, and one shifted frame would misalign everything after it.
 """
+import functools
 import json
 import math
 import os
@@ -600,14 +601,14 @@ def whisper_measures(transcribe, name, chosen, codes, codec, data_dir, meta):
     return report
 
 
-def audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes, meta=None):
+def audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes, ear, meta=None):
     """Decoded audio, when the checkpoint's codec can be rebuilt: what Whisper hears (whisper_measures, on the first
     whisper_n utterances) and a few wavs to listen to. -> (whisper report, samples)."""
     codec, why = rebuild_codec(ckpt, device)
     if codec is None:
         notes.append(f"audio not decoded: {why}")
         return dict(skipped=f"no audio: {why}"), None
-    transcribe, name = whisper_transcriber(cfg['whisper'], device) if cfg['whisper_n'] else (None, 'whisper_n=0')
+    transcribe, name = ear() if cfg['whisper_n'] else (None, 'whisper_n=0')
     if transcribe is None:
         whisper = dict(skipped=name)
     else:
@@ -653,7 +654,7 @@ def qa_questions(data_dir, n, rng):
     return world['people'], groups
 
 
-def qa_measures(model, tok, ckpt, people, groups, cfg, device, notes):
+def qa_measures(model, tok, ckpt, people, groups, cfg, device, notes, ear):
     """Answer accuracy on the QA world's test questions (qaworld.answer_value: the one value of the asked attribute the
     answer names, against the fact's), per group: text questions on the text-only facts, spoken questions on the same
     facts (never spoken in training: the transfer), spoken questions on facts trained in both modalities. The
@@ -679,7 +680,7 @@ def qa_measures(model, tok, ckpt, people, groups, cfg, device, notes):
     if 'cascade' in report['text_only/audio']:
         report['transfer_gap_cascade'] = 1 - report['text_only/audio']['cascade']['accuracy'] / text if text else None
     report['examples'] = examples
-    report['spoken_answers'] = spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes)
+    report['spoken_answers'] = spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes, ear)
     return report
 
 
@@ -697,13 +698,13 @@ def cascade_measure(model, tok, items, cfg):
                           for it, h, a in list(zip(items, heard, answers))[:5]])
 
 
-def spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes):
+def spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes, ear):
     """Spoken questions answered in speech (written, then said: sample.chat with speak), decoded, heard by Whisper:
     the share of answers whose key word Whisper hears, and of those whose written answer was right."""
     if not cfg['qa_speak_n']:
         return dict(skipped='qa_speak_n=0')
     codec, why = rebuild_codec(ckpt, device)
-    transcribe, name = whisper_transcriber(cfg['whisper'], device) if codec is not None else (None, why)
+    transcribe, name = ear() if codec is not None else (None, why)
     if transcribe is None:
         notes.append(f"spoken answers not heard: {name}")
         return dict(skipped=name)
@@ -741,6 +742,8 @@ def evaluate_checkpoint(cfg):
     # one random stream per choice, so changing --loss_n does not change which utterances are generated
     rng = lambda stream: np.random.default_rng([cfg['seed'], STREAMS.index(stream)])
     notes = []
+    # Whisper, loaded when first asked for and only once: the TTS and the QA measures hear with the same model
+    ear = functools.cache(functools.partial(whisper_transcriber, cfg['whisper'], device))
     report = dict(checkpoint=os.path.abspath(cfg['ckpt']), step=ckpt.get('step'), model_args=ckpt['model_args'],
                   non_embedding_params=model.num_params(), data=os.path.abspath(cfg['data']), split=cfg['split'],
                   codec=meta.get('codec'), normalisation=NORMALISATION, config=cfg, notes=notes)
@@ -786,7 +789,8 @@ def evaluate_checkpoint(cfg):
         words = speaks_word_by_word(ckpt, cfg['tts_words'])
         report['asr'], tts_report, codes, round_trip = generation_measures(model, tok, chosen, room, cfg, notes, words)
         report['tts'].update(tts_report)
-        report['tts']['whisper'], samples = audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes, meta)
+        report['tts']['whisper'], samples = audio_measures(ckpt, chosen, codes, round_trip, cfg, device, notes, ear,
+                                                           meta)
         if samples:
             report['samples'] = samples
     else:
@@ -794,7 +798,7 @@ def evaluate_checkpoint(cfg):
         report['asr'] = dict(all=score_transcripts([], []))
     people, groups = qa_questions(cfg['data'], cfg['qa_n'], rng('qa')) if cfg['qa'] else (None, None)
     if people is not None:
-        report['qa'] = qa_measures(model, tok, ckpt, people, groups, cfg, device, notes)
+        report['qa'] = qa_measures(model, tok, ckpt, people, groups, cfg, device, notes, ear)
     report['sizes'] = dict(heldout_utterances=len(utts), generation=len(chosen), loss_examples=len(examples),
                            text_examples=report['text']['n'], audio_codes_scored=audio['n_codes'],
                            training_transcripts=len(train_texts), chance_compared=report['chance']['n_train'])

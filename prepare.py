@@ -766,7 +766,8 @@ def prepare_qa(opts, out_dir, tok):
     who = tinyspeech.speaker_choice(opts)
     utts = tinyspeech.make_corpus(opts['n_train'], opts['n_val'], opts['seed'], **who)
     people = qaworld.make_world(opts['qa_people'], opts['qa_text_only'], opts['seed'])
-    speaker = next(s for s in tinyspeech.speakers(opts['seed'], **who) if not s['heldout'])
+    spk = tinyspeech.speakers(opts['seed'], **who)
+    speaker = next(s for s in spk if not s['heldout'])
     records = qa_records(people, speaker)
     engines = '; '.join(tinyspeech.engine_names(u['voice'] for u in utts))
     print(f"synthesizing {len(utts)} corpus utterances and {len(records)} lines of the world "
@@ -792,8 +793,7 @@ def prepare_qa(opts, out_dir, tok):
         parts[split].append(dict(w.part(), utts=[]))  # the world's lines are in qa.json, not utterances.jsonl
     save_json(os.path.join(out_dir, 'qa.json'), dict(people=people, spoken_in_training=sorted(spoken),
                                                      test=qa_test_items(people, heard)))
-    info = dict(synthesizer=engines, codec_spec=spec, speakers=len(tinyspeech.speakers(opts['seed'], **who)),
-                heldout_speakers=sum(s['heldout'] for s in tinyspeech.speakers(opts['seed'], **who)),
+    info = dict(synthesizer=engines, codec_spec=spec, speakers=len(spk), heldout_speakers=sum(s['heldout'] for s in spk),
                 qa=dict(people=len(people), text_only=sum(p['group'] == 'text_only' for p in people),
                         lines=len(records), speaker=speaker['id']))
     return parts, skips, codec.describe(), codec_file, info

@@ -463,11 +463,13 @@ def fit_context(tok, turns, block, room, where):
                      f"fit the model's context of {block} tokens")
 
 
-def speaking_prefix(tok, turns, answer, block, where, min_seconds=1.0, extra=0):
-    """The conversation's prompt before a spoken answer, with room for `extra` tokens (a written thought), the
-    answer's text and at least min_seconds of its audio (fit_context drops the oldest turns when needed)."""
-    room = extra + len(tok.encode_text(answer)) + 3 + FRAME_LEN * round(min_seconds / FRAME_SECONDS)
-    return fit_context(tok, turns, block, room, where)
+def speaking_prefix(tok, turns, answer, block, where, min_seconds=1.0):
+    """What comes before a written answer (a dict from chat()) is spoken: the conversation's prompt and the answer's
+    written thought, with room for the answer's text and at least min_seconds of its audio (fit_context drops the
+    oldest turns when needed)."""
+    room = len(answer['thought_ids']) + len(tok.encode_text(answer['text'])) + 3 + \
+        FRAME_LEN * round(min_seconds / FRAME_SECONDS)
+    return fit_context(tok, turns, block, room, where) + answer['thought_ids']
 
 
 def chat(model, tok, conversations, codec=None, speak=False, words=False, max_new_tokens=100, max_seconds=8.0,
@@ -497,8 +499,7 @@ def chat(model, tok, conversations, codec=None, speak=False, words=False, max_ne
         said = [k for k, r in enumerate(out) if r['text']]  # nothing written, nothing to say
         # after the prompt's <assistant>: <text> answer <audio> codes (the chain of modality), or with words
         # <text> w1 <audio> .. <text> ' w2' <audio> .. (the answer said word by word)
-        prefixes = [speaking_prefix(tok, conversations[k], out[k]['text'], block, f"conversation {k}",
-                                    extra=len(out[k]['thought_ids'])) + out[k]['thought_ids'] for k in said]
+        prefixes = [speaking_prefix(tok, conversations[k], out[k], block, f"conversation {k}") for k in said]
         codes = tts(model, tok, [out[k]['text'] for k in said], None, max_seconds,
                     temperature if audio_temperature is None else audio_temperature, top_k, top_p, seed,
                     batch_size=batch_size, words=words, prefixes=prefixes) if said else []

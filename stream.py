@@ -297,8 +297,7 @@ def chat_loop(model, tok, codec, cfg, words, speaker, out_path):
         if not cfg['speak'] or not answer['text']:
             continue
         try:
-            prefix = speaking_prefix(tok, conversation[:-1], answer['text'], model.config.block_size, 'the answer',
-                                     extra=len(answer['thought_ids'])) + answer['thought_ids']
+            prefix = speaking_prefix(tok, conversation[:-1], answer, model.config.block_size, 'the answer')
         except ValueError as e:
             print(f"  not spoken: {e}")
             continue

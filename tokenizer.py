@@ -268,8 +268,7 @@ class Tokenizer:
 
     def chat_prompt(self, turns):
         """The ids that ask for the next assistant turn: the turns so far, then <assistant>."""
-        return np.concatenate([self.chat(turns)[0], [self.special['<assistant>']]]) if turns else \
-            np.array([self.special['<assistant>']], dtype=np.int64)
+        return np.append(self.chat(turns)[0], self.special['<assistant>'])
 
     def assistant_mask(self, ids):
         """True on the tokens an assistant turn says: from just after <assistant> to the turn's end (its <eos>, or
