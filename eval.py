@@ -81,6 +81,7 @@ config = dict(
     qa_cascade=True,          # spoken questions also answered the long way: the model's own ASR, then the text question
 )
 STREAMS = ('losses', 'generation', 'chance', 'probe', 'qa')
+QA_WRITTEN_TOKENS = 128  # a written answer, and the question written before it (prepare.py --qa_thought), in bytes
 QA_GROUPS = (('text_only', 'text'), ('text_only', 'audio'), ('both', 'audio'))  # (facts, how the question is asked)
 WHISPER_RATE = 16000  # Whisper listens at 16 kHz
 NORMALISATION = 'NFKC, lowercase, every character that is not a letter, digit or space removed, whitespace collapsed'
@@ -665,7 +666,7 @@ def qa_measures(model, tok, ckpt, people, groups, cfg, device, notes, ear):
     for (facts, modality), items in groups.items():
         convs = [[('user', [('text', it['question'])] if modality == 'text' else
                    [('audio', np.array(it['codes'], dtype=np.int64))])] for it in items]
-        answers = chat(model, tok, convs, max_new_tokens=48, temperature=0.0, batch_size=cfg['batch_size'])
+        answers = chat(model, tok, convs, max_new_tokens=QA_WRITTEN_TOKENS, temperature=0.0, batch_size=cfg['batch_size'])
         right = [qaworld.answer_value(a['text'], it['attribute']) == it['key'] for a, it in zip(answers, items)]
         key = f"{facts}/{modality}"
         report[key] = dict(n=len(items), accuracy=float(np.mean(right)) if items else None,
@@ -689,8 +690,8 @@ def cascade_measure(model, tok, items, cfg):
     (its ASR), then answers the transcript as a text question. Accuracy, and the transcripts' CER."""
     heard = asr(model, tok, [np.array(it['codes'], dtype=np.int64) for it in items], max_new_tokens=48,
                 batch_size=cfg['batch_size'])
-    answers = chat(model, tok, [[('user', [('text', h or '?')])] for h in heard], max_new_tokens=48, temperature=0.0,
-                   batch_size=cfg['batch_size'])
+    answers = chat(model, tok, [[('user', [('text', h or '?')])] for h in heard], max_new_tokens=QA_WRITTEN_TOKENS,
+                   temperature=0.0, batch_size=cfg['batch_size'])
     right = [qaworld.answer_value(a['text'], it['attribute']) == it['key'] for a, it in zip(answers, items)]
     return dict(accuracy=float(np.mean(right)),
                 question_cer=score_transcripts([it['question'] for it in items], heard)['cer'],
@@ -715,7 +716,7 @@ def spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes, ear):
             continue
         items = items[:cfg['qa_speak_n']]
         convs = [[('user', [('audio', np.array(it['codes'], dtype=np.int64))])] for it in items]
-        answers = chat(model, tok, convs, speak=True, words=words, max_new_tokens=48, max_seconds=6.0,
+        answers = chat(model, tok, convs, speak=True, words=words, max_new_tokens=QA_WRITTEN_TOKENS, max_seconds=6.0,
                        temperature=0.0, audio_temperature=cfg['tts_temperature'], seed=cfg['seed'],
                        batch_size=cfg['batch_size'])
         heard = [same_spelling(transcribe(decode_codes(codec, a['codes']))) if a['codes'] is not None else ''
