@@ -333,7 +333,8 @@ def loss_measures(model, tok, examples, tasks, batch_size, device):
             grammar_sum[level] += grammar[m].sum().item()
             level_n[level] += int(m.sum())
     n = int(level_n.sum())
-    audio = dict(n_codes=n, codebook_size=tok.codebook_size, uniform=math.log(tok.codebook_size), loss=level_sum.sum() / n if n else None,
+    audio = dict(n_codes=n, codebook_size=tok.codebook_size, uniform=math.log(tok.codebook_size),
+                 loss=level_sum.sum() / n if n else None,
                  by_level=[s / c if c else None for s, c in zip(level_sum, level_n)],
                  grammar=grammar_sum.sum() / n if n else None,
                  grammar_by_level=[s / c if c else None for s, c in zip(grammar_sum, level_n)])
