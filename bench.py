@@ -5,6 +5,7 @@ fp32 vs bf16 autocast, side by side with a plain nanoGPT-style model of the same
     python bench.py                                   # the reference size on this CPU (~5 minutes)
     python bench.py --modes=compiled-bf16 --baselines=False
     python bench.py --device=cuda --n_layer=12 --n_head=12 --n_embd=768 --block_size=1024 --batch_size=16
+    python bench.py --modes=eager-bf16 --baselines=False --n_embd=128 --vocab_size=12554 --also_vocab_size=1034
 
 MFU is achieved training FLOP/s (model.flops_per_token) over the device's peak: on CUDA the spec sheet,
 on CPU the best of a few 1024 x 1024 matmuls in the same dtype (common.peak_flops).
@@ -12,6 +13,7 @@ on CPU the best of a few 1024 x 1024 matmuls in the same dtype (common.peak_flop
 import statistics
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 
 import torch
 import torch.nn as nn
@@ -26,6 +28,7 @@ DEFAULTS = dict(
     block_size=512,
     batch_size=8,
     vocab_size=12800,          # the reference size (docs/results.md, Training throughput); the byte vocabulary + 3 x 4096 codes is 12,554
+    also_vocab_size=0,         # > 0: snacgpt with this vocabulary too, timed in turn with the others (256 codes: 1,034)
     device='cpu',
     modes='eager-fp32,eager-bf16,compiled-fp32,compiled-bf16',
     baselines=True,            # also time the plain nanoGPT-style model
@@ -70,7 +73,8 @@ def training_step(model, cfg, compiled, dtype):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device_type == 'cuda')
     step_model = torch.compile(model) if compiled else model
     autocast = torch.autocast(device_type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-    x = torch.randint(0, cfg['vocab_size'], (cfg['batch_size'], cfg['block_size'] + 1), device=cfg['device'])
+    x = torch.randint(0, model.lm_head.weight.size(0) if isinstance(model, PlainGPT) else model.config.vocab_size,
+                      (cfg['batch_size'], cfg['block_size'] + 1), device=cfg['device'])
 
     def step():
         t0 = time.perf_counter()
@@ -104,29 +108,32 @@ def main(argv):
     start(cfg['device'], cfg['threads'])
     gcfg = GPTConfig(vocab_size=cfg['vocab_size'], block_size=cfg['block_size'], n_layer=cfg['n_layer'],
                      n_head=cfg['n_head'], n_embd=cfg['n_embd'])
+    small = replace(gcfg, vocab_size=cfg['also_vocab_size']) if cfg['also_vocab_size'] else None
     tokens = cfg['batch_size'] * cfg['block_size']
     ref = GPT(gcfg)
     print(f"device {cfg['device']} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
           f"{ref.num_params() / 1e6:.2f} M non-embedding params | vocab {cfg['vocab_size']} | "
           f"{tokens} tokens per step | {ref.flops_per_token() / 1e6:.1f} MFLOP per token")
+    flops = {c.vocab_size: GPT(c).flops_per_token() for c in (gcfg, small) if c}
     peaks = {}
-    print(f"{'model':<10} {'setting':<15} {'tok/s':>9} {'ms/step':>9} {'MFU':>7} {'first step s':>13}")
+    print(f"{'model':<13} {'setting':<15} {'tok/s':>9} {'ms/step':>9} {'MFU':>7} {'first step s':>13}")
     for mode in cfg['modes'].split(','):
         compiled, dtype_name = mode.split('-')
         dtype = torch.bfloat16 if dtype_name == 'bf16' else torch.float32
         if dtype not in peaks:
             peaks[dtype] = peak_flops(cfg['device'], dtype)
         torch._dynamo.reset()  # each setting compiles its models afresh
-        models = [('snacgpt', GPT), ('nanoGPT', PlainGPT)][:2 if cfg['baselines'] else 1]
+        models = [('snacgpt', GPT, gcfg), ('nanoGPT', PlainGPT, gcfg)][:2 if cfg['baselines'] else 1]
+        models += [(f"snacgpt/{small.vocab_size}", GPT, small)] if small else []
         steps, firsts = [], []
-        for name, make in models:
+        for name, make, c in models:
             torch.manual_seed(0)
-            step, first = training_step(make(gcfg).to(cfg['device']), cfg, compiled == 'compiled', dtype)
+            step, first = training_step(make(c).to(cfg['device']), cfg, compiled == 'compiled', dtype)
             steps.append(step)
             firsts.append(first)
-        for (name, _), dt, first in zip(models, time_side_by_side(steps, cfg['steps']), firsts):
-            mfu = ref.flops_per_token() * tokens / dt / peaks[dtype]
-            print(f"{name:<10} {mode:<15} {tokens / dt:>9,.0f} {dt * 1000:>9.1f} {mfu * 100:>6.1f}% {first:>13.1f}", flush=True)
+        for (name, _, c), dt, first in zip(models, time_side_by_side(steps, cfg['steps']), firsts):
+            mfu = flops[c.vocab_size] * tokens / dt / peaks[dtype]
+            print(f"{name:<13} {mode:<15} {tokens / dt:>9,.0f} {dt * 1000:>9.1f} {mfu * 100:>6.1f}% {first:>13.1f}", flush=True)
     print('peak FLOP/s used for MFU: ' + ', '.join(f"{str(d).split('.')[-1]} {p / 1e9:,.0f} G" for d, p in peaks.items()))
 
 
