@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The tiny end-to-end demo, on a 2-core CPU in about 15 minutes with the install, no GPU, no root: install, speak the
-# tiny corpus with a natural voice (hibari, inside its pip wheel) and tokenize it, train config/train_tiny.py, speak
-# a held-out sentence and transcribe another, evaluate (with Whisper as an independent ear), and print a summary.
+# The tiny end-to-end demo, on a 2-core CPU in about 15 minutes (AVX-512 cores; AVX2 cores train slower and stop at
+# the time limit), no GPU, no root: install, speak the tiny corpus with a natural voice (hibari, inside its pip
+# wheel) and tokenize it, train config/train_tiny.py, speak a held-out sentence and transcribe another, evaluate
+# (with Whisper as an independent ear), and print a summary.
 # Pretrained SNAC is not used here: the corpus goes through the offline stand-in codec (a log-mel residual VQ in
 # SNAC's token layout, 256 codes per level), and every output says so.
 set -euo pipefail
