@@ -88,7 +88,7 @@ config = dict(
     codec='auto',             # tiny, folder: auto | mel | mel:<file.npz> | snac | snac:<hub id or folder>
     mel_codes=4096,           # codes per level of the stand-in codec fitted here and of the vocabulary (at most 4096,
                               # SNAC's, which needs them all): fewer are easier to learn, shrink the output layer
-                              # (256: a small model trains 1.4-2.3x faster) and keep less of the sound
+                              # (256: small models trained 1.2-1.4x faster, docs/results.md) and keep less of the sound
     n_train=4000, n_val=400,  # tiny, qa: utterances; val is half training speakers, half held-out speakers
     qa_people=200, qa_text_only=0.25,  # qa: people in the world (qaworld.py), the share whose facts stay in text
     qa_bio=4, qa_text=2, qa_spoken=1, qa_multi=2,  # qa: per person, texts stating their facts (in random orders);

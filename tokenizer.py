@@ -118,7 +118,7 @@ def get_encoding(name):
 class Tokenizer:
     """Text + special + audio ids. Build from names, or from the dict that to_dict() wrote. codebook_size: codes
     per level that get ids, SNAC's 4096 or fewer for a stand-in codec fitted with fewer (prepare.py --mel_codes): the
-    output layer shrinks with it, and with 256 codes a small model trains 1.4-2.3x faster per step."""
+    output layer shrinks with it (with 256 codes small models trained 1.2-1.4x faster: docs/results.md)."""
 
     def __init__(self, encoding='byte', layout='level', codebook_size=CODEBOOK_SIZE):
         if layout not in LAYOUTS:
