@@ -672,7 +672,8 @@ def qa_measures(model, tok, ckpt, people, groups, cfg, device, notes, ear):
         key = f"{facts}/{modality}"
         report[key] = dict(n=len(items), accuracy=float(np.mean(right)) if items else None,
                            chance=float(np.mean([it['key'] == commonest[it['attribute']] for it in items]))
-                           if items else None)
+                           if items else None,
+                           declined=float(np.mean([qaworld.declines(a['text']) for a in answers])) if items else None)
         if modality == 'audio' and cfg['qa_cascade'] and items:
             report[key]['cascade'] = cascade_measure(model, tok, items, cfg)
         examples[key] = [dict(question=it['question'], answer=a['text'], expected=it['answer'], right=r)
@@ -839,7 +840,8 @@ def qa_rows(qa):
     rows = [("QA answer accuracy (the key word):", '', '')]
     for key, name in names.items():
         r = qa[key]
-        rows.append((f"  {name} ({r['n']})", fmt(r['accuracy'], 2), f"{fmt(r['chance'], 2)} commonest answer"))
+        declined = f", {fmt(r['declined'], 2)} said they don't know" if r.get('declined') else ''
+        rows.append((f"  {name} ({r['n']})", fmt(r['accuracy'], 2), f"{fmt(r['chance'], 2)} commonest answer{declined}"))
     rows.append(("  transfer gap: 1 - spoken / text accuracy, text-only facts", fmt(qa['transfer_gap'], 2),
                  "0 is full transfer"))
     for key in ('text_only/audio', 'both/audio'):

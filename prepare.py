@@ -96,6 +96,11 @@ config = dict(
                               # (both-modality people only); per person, two-turn conversations
     qa_greetings=3,           # qa: per person, fact-free spoken lines with the name (qaworld.GREETINGS), so the ear
                               # hears the names of text-only people too
+    qa_sentences=0,           # qa: per person, spoken sentences of the tiny corpus's kind naming them, with none of
+                              # their facts (qaworld.corpus_lines), for ASR and TTS like the greetings
+    qa_unknown=0,             # qa: per person, spoken questions the world cannot answer ("Where does Jill work?" ->
+                              # "I don't know where Jill works."; qaworld.UNKNOWNS): the ear hears every name inside
+                              # a question, with no fact
     qa_thought=0.0,           # qa: share of question examples (text and spoken) whose answer first writes the
                               # question down: a spoken question then meets the text questions' route to the answer
     voices='',                # tiny: comma-separated espeak-ng voices (default: all of tinyspeech.ACCENTS) and/or
@@ -693,16 +698,23 @@ def prepare_tiny(opts, out_dir, tok):
     return parts, skips, codec.describe(), codec_file, info
 
 
-def qa_records(people, speaker, n_greetings):
+def fact_free_lines(person, opts):
+    """The spoken lines with a person's name and no fact, for ASR and TTS: greetings and corpus sentences."""
+    return qaworld.greetings(person, opts['qa_greetings']) + qaworld.corpus_lines(person, opts['qa_sentences'],
+                                                                                   opts['seed'])
+
+
+def qa_records(people, speaker, opts):
     """Records to synthesize, keyed by their text: the questions and answers of 'both' people, the questions of
-    text-only people (split 'test': spoken only at test time), every person's greetings (a name, no fact)."""
+    text-only people (split 'test': spoken only at test time), every person's greetings and unanswerable questions
+    (a name, no fact)."""
     out = {}
     for p in people:
         for a, q, ans, _ in qaworld.facts(p):
             out[q] = dict(split='train' if p['group'] == 'both' else 'test', text=q)
             if p['group'] == 'both':
                 out[ans] = dict(split='train', text=ans)
-        for g in qaworld.greetings(p, n_greetings):
+        for g in fact_free_lines(p, opts) + [q for q, _ in qaworld.unknowns(p, opts['qa_unknown'])]:
             out[g] = dict(split='train', text=g)
     for i, r in enumerate(out.values()):
         r.update(id=f"qa_{i:05d}", speaker=speaker['id'], desc=speaker['desc'], voice=speaker['voice'],
@@ -734,8 +746,8 @@ def spoken_forms(tok, q, ans, heard, rng, opts):
 def qa_examples(tok, people, heard, opts, rng):
     """{split: SplitWriter} of the world's examples, and the transcripts spoken in training (for check_split).
     Training: every person's facts stated (texts) and asked in text; 'both' people's facts asked and answered in
-    speech too, and their spoken questions transcribed (ASR); everyone's greetings for ASR and TTS; two-turn
-    conversations. Val: the spoken questions about
+    speech too, and their spoken questions transcribed (ASR); everyone's greetings for ASR and TTS, and questions
+    the world cannot answer, asked in text and in speech like the facts; two-turn conversations. Val: the spoken questions about
     text-only facts (the held-out test), so the validation loss shows the transfer too."""
     writers = {s: SplitWriter(tok) for s in SPLITS}
     spoken, none = [], np.zeros(0, dtype=np.int64)
@@ -760,9 +772,16 @@ def qa_examples(tok, people, heard, opts, rng):
             ids, mask = tok.chat([('user', first), ('assistant', [('text', a1)]), ('user', second),
                                   ('assistant', [('text', a2)])])
             examples.append(('chat', ids, mask, False))
-        for g in qaworld.greetings(p, opts['qa_greetings']):
+        for g in fact_free_lines(p, opts):
             examples += [('asr', *tok.asr(heard[g][0], g), False), ('tts', *tok.tts(g, heard[g][0]), False)]
             spoken.append(g)
+        for q, ans in qaworld.unknowns(p, opts['qa_unknown']):
+            asked = [('text', q)] * opts['qa_text'] + [('audio', heard[q][0])] * opts['qa_spoken']
+            examples += [('chat', *tok.chat([('user', [part]),
+                                             ('assistant', with_thought(q, [('text', ans)], rng, opts['qa_thought']))]),
+                          False) for part in asked]
+            examples.append(('asr', *tok.asr(heard[q][0], q), False))
+            spoken.append(q)
         writers['train'].add(dict(text=p['name']), none, examples)
     return writers, spoken
 
@@ -788,7 +807,7 @@ def prepare_qa(opts, out_dir, tok):
     people = qaworld.make_world(opts['qa_people'], opts['qa_text_only'], opts['seed'])
     spk = tinyspeech.speakers(opts['seed'], **who)
     speaker = next(s for s in spk if not s['heldout'])
-    records = qa_records(people, speaker, opts['qa_greetings'])
+    records = qa_records(people, speaker, opts)
     engines = '; '.join(tinyspeech.engine_names(u['voice'] for u in utts))
     print(f"synthesizing {len(utts)} corpus utterances and {len(records)} lines of the world "
           f"({len(people)} people) with {engines}")
@@ -979,11 +998,13 @@ def resolve_options(opts):
     for task in ('tts', 'asr', 'text', 'tts_desc', 'tts_words'):
         if opts[task] < 0:
             raise ValueError(f"--{task}={opts[task]} must be >= 0")
-    for key in ('qa_people', 'qa_bio', 'qa_text', 'qa_spoken', 'qa_multi'):
+    for key in ('qa_people', 'qa_bio', 'qa_text', 'qa_spoken', 'qa_multi', 'qa_sentences'):
         if not isinstance(opts[key], int) or opts[key] < 0:
             raise ValueError(f"--{key}={opts[key]} must be a whole number >= 0")
     if not 1 <= opts['qa_greetings'] <= len(qaworld.GREETINGS):
         raise ValueError(f"--qa_greetings={opts['qa_greetings']} must be in 1..{len(qaworld.GREETINGS)} (qaworld.GREETINGS)")
+    if not 0 <= opts['qa_unknown'] <= len(qaworld.UNKNOWNS):
+        raise ValueError(f"--qa_unknown={opts['qa_unknown']} must be in 0..{len(qaworld.UNKNOWNS)} (qaworld.UNKNOWNS)")
     for key in ('tts_desc', 'tts_words', 'qa_thought'):
         if not 0 <= opts[key] <= 1:
             raise ValueError(f"--{key}={opts[key]} is a probability, between 0 and 1")

@@ -106,6 +106,32 @@ def greetings(person, n=3):
     return [g.format(name=person['name']) for g in GREETINGS[:n]]
 
 
+def corpus_lines(person, n, seed=0):
+    """n sentences of the tiny corpus's kind that name the person and hold none of their fact values: the ear hears
+    the name in as many contexts as the corpus's own names, around words it already knows."""
+    return tinyspeech.sentences_naming(person['name'], n, seed, avoid=[person[a] for a in ATTRIBUTES])
+
+
+# questions the world cannot answer, in the shapes of its own questions: every person is asked them in speech, so the
+# ear hears each name inside a question, while the facts of text-only people stay out of speech
+UNKNOWNS = (('Where does {name} work?', "I don't know where {name} works."),
+            ('What does {name} eat?', "I don't know what {name} eats."),
+            ('What car does {name} have?', "I don't know what car {name} has."),
+            ("What is {name}'s favourite song?", "I don't know {name}'s favourite song."),
+            ('How old is {name}?', "I don't know how old {name} is."),
+            ("When is {name}'s birthday?", "I don't know when {name}'s birthday is."))
+
+
+def unknowns(person, n):
+    """The first n (question, answer) pairs of UNKNOWNS for one person: a question with the name and no fact."""
+    return [(q.format(name=person['name']), a.format(name=person['name'])) for q, a in UNKNOWNS[:n]]
+
+
+def declines(text):
+    """Whether an answer says it does not know (the UNKNOWNS' answers)."""
+    return "don't know" in text.lower()
+
+
 def normalise(text):
     return re.findall(r"[a-z]+", text.lower())
 

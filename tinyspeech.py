@@ -40,6 +40,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import string
 import subprocess
@@ -109,10 +110,10 @@ def random_time(rng):
     return f"on {rng.choice(DAYS)} {rng.choice(PARTS_OF_DAY)}"
 
 
-def random_sentence(rng):
+def random_sentence(rng, names=NAMES):
     """One sentence and the word pairs it contains: (text, {'name_place': [...], 'colour_object': [...]})."""
     template = rng.choice(TEMPLATES)
-    name, name2 = rng.sample(NAMES, 2)
+    name, name2 = rng.sample(names, 2)
     colour, colour2 = rng.sample(COLOURS, 2)
     obj, objs = rng.choice(OBJECTS)
     time = random_time(rng)
@@ -159,6 +160,25 @@ def make_sentences(n, split='train', seed=0, exclude=()):
         out.append(text)
     if len(out) < n:
         raise ValueError(f"could only make {len(out)} distinct {split} sentences, asked for {n}")
+    return out
+
+def sentences_naming(name, n, seed=0, avoid=()):
+    """n distinct training sentences of the corpus's kind that name `name` (beside one of NAMES) and hold none of
+    the words in `avoid`, deterministic given (name, seed). Held-out word pairs stay out, as in make_sentences."""
+    held = heldout_pairs(seed)
+    rng = random.Random(f'naming-{name}-{seed}')
+    avoid = {w.lower() for w in avoid}
+    out = []
+    for _ in range(200 * n + 1000):
+        if len(out) == n:
+            break
+        text, pairs = random_sentence(rng, [name, rng.choice(NAMES)])
+        words = set(re.findall(r"[a-z]+", text.lower()))
+        if name.lower() not in words or words & avoid or text in out or is_heldout(pairs, held):
+            continue
+        out.append(text)
+    if len(out) < n:
+        raise ValueError(f"could only make {len(out)} distinct sentences naming {name}, asked for {n}")
     return out
 
 # -----------------------------------------------------------------------------

@@ -76,6 +76,9 @@ def test_answers_are_read_by_their_value():
     with pytest.raises(ValueError, match='held-out fact in speech'):
         qaworld.check_split(people, [qaworld.answer(held, 'pet')])
     qaworld.check_split(people, qaworld.greetings(held, len(qaworld.GREETINGS)))  # a name alone is not a fact
+    asked = [q for q, _ in qaworld.unknowns(held, len(qaworld.UNKNOWNS))]  # nor a question the world cannot answer
+    qaworld.check_split(people, asked + [a for _, a in qaworld.unknowns(held, len(qaworld.UNKNOWNS))])
+    assert not set(asked) & {qaworld.question(held, a) for a in qaworld.ATTRIBUTES}
 
 
 @pytest.fixture(scope='module')
@@ -85,7 +88,7 @@ def qa_data(tmp_path_factory):
     root = tmp_path_factory.mktemp('qa')
     opts = dict(prepare.config, source='qa', name='qa', out_dir=str(root), n_train=30, n_val=6, qa_people=12,
                 voices='hibari', codec='mel', mel_codes=32, tts_words=1.0, qa_thought=0.5,
-                qa_greetings=5)
+                qa_greetings=5, qa_unknown=2, qa_sentences=3)
     meta = prepare.prepare(opts)
     data = os.path.join(root, 'qa')
     ckpt_dir = os.path.join(root, 'out')
@@ -106,7 +109,7 @@ def test_no_held_out_fact_reaches_a_spoken_training_example(qa_data):
                   if it['group'] == 'text_only' and it['modality'] == 'audio'}
     assert len(held_audio) == 4 * len(held) == 12
     tokens, idx, _ = load_split(qa_data['data'], 'train')
-    spoken_chats = 0
+    spoken_chats, answered_in_speech = 0, set()
     for s, n, task, _ in idx:
         ids = np.asarray(tokens[s:s + n], dtype=np.int64)
         turns = tok.turns(ids) if task == 3 else [(None, tok.split(ids)[0])]
@@ -119,6 +122,8 @@ def test_no_held_out_fact_reaches_a_spoken_training_example(qa_data):
             for p in held:
                 assert p['name'].lower() not in words or not any(p[a].lower() in words for a in qaworld.ATTRIBUTES)
             spoken_chats += task == 3
+            if task == 3 and any(kind == 'audio' for role, ps in turns if role == 'user' for kind, _ in ps):
+                answered_in_speech |= {x for role, ps in turns if role == 'assistant' for kind, x in ps if kind == 'text'}
     assert spoken_chats > 0
     # the held-out questions are in the val split instead, and every text-only fact is asked in training in text
     train_text = ' '.join(x for s, n, task, _ in idx if task == 3
@@ -126,8 +131,15 @@ def test_no_held_out_fact_reaches_a_spoken_training_example(qa_data):
                           for kind, x in ps if kind == 'text')
     assert all(qaworld.question(p, a) in train_text for p in held for a in qaworld.ATTRIBUTES)
     assert qa_data['meta']['splits']['val']['tasks']['chat']['examples'] == 12
-    # every name is heard in training, the text-only people's too: in their 5 fact-free lines
+    # every name is heard in training, the text-only people's too: in their 5 fact-free lines, and inside 2
+    # questions the world cannot answer, asked in speech and answered "I don't know ..."
     assert all(set(qaworld.greetings(p, 5)) <= set(world['spoken_in_training']) for p in people)
+    assert all({q for q, _ in qaworld.unknowns(p, 2)} <= set(world['spoken_in_training']) for p in people)
+    lines = {p['name']: qaworld.corpus_lines(p, 3) for p in people}  # and in 3 sentences of the corpus's kind
+    assert all(set(lines[p['name']]) <= set(world['spoken_in_training']) for p in people)
+    assert all(p['name'] in line and not set(qaworld.normalise(line)) & {p[a].lower() for a in qaworld.ATTRIBUTES}
+               for p in people for line in lines[p['name']])
+    assert all(a in answered_in_speech for p in held for _, a in qaworld.unknowns(p, 2))
 
 
 def test_chat_mode_end_to_end(qa_data, tmp_path, one_thread):
@@ -156,7 +168,9 @@ def test_chat_mode_end_to_end(qa_data, tmp_path, one_thread):
     qa = report['qa']
     assert {k: qa[k]['n'] for k in ('text_only/text', 'text_only/audio', 'both/audio')} == \
         {'text_only/text': 3, 'text_only/audio': 3, 'both/audio': 3}
-    assert all(0 <= qa[k]['accuracy'] <= 1 and 0 <= qa[k]['chance'] <= 1 for k in ('text_only/text', 'both/audio'))
+    assert all(0 <= qa[k]['accuracy'] <= 1 and 0 <= qa[k]['chance'] <= 1 and 0 <= qa[k]['declined'] <= 1
+               for k in ('text_only/text', 'both/audio'))
+    assert qaworld.declines("I don't know how old Pia is.") and not qaworld.declines('Pia lives in Lisbon.')
     assert 'QA answer accuracy' in evaluation.table(report)
 
 
@@ -177,3 +191,5 @@ def test_bad_chat_input_is_named(qa_data, tmp_path, one_thread):
         prepare.resolve_options(dict(prepare.config, source='qa', qa_thought=2.0))
     with pytest.raises(ValueError, match='qa_greetings=0 must be in 1..12'):
         prepare.resolve_options(dict(prepare.config, source='qa', qa_greetings=0))
+    with pytest.raises(ValueError, match='qa_unknown=7 must be in 0..6'):
+        prepare.resolve_options(dict(prepare.config, source='qa', qa_unknown=7))

@@ -50,6 +50,11 @@ def test_heldout_sentences_are_new_combinations_of_known_words():
     for t in held:
         name_place, colour_object = pairs_in(t)
         assert name_place & pairs['name_place'] or colour_object & pairs['colour_object'], t
+    # sentences naming someone new (the QA world's people) keep the held-out pairs out too
+    naming = tinyspeech.sentences_naming('Ulla', 300, avoid=['red'])
+    assert naming == tinyspeech.sentences_naming('Ulla', 300, avoid=['red']) and len(set(naming)) == 300
+    assert all('Ulla' in words(t) and 'red' not in words(t) for t in naming)
+    assert not any(a & pairs['name_place'] or b & pairs['colour_object'] for a, b in map(pairs_in, naming))
 
 
 def test_speakers_and_corpus_splits():
