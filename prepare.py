@@ -746,9 +746,10 @@ def spoken_forms(tok, q, ans, heard, rng, opts):
 def qa_examples(tok, people, heard, opts, rng):
     """{split: SplitWriter} of the world's examples, and the transcripts spoken in training (for check_split).
     Training: every person's facts stated (texts) and asked in text; 'both' people's facts asked and answered in
-    speech too, and their spoken questions transcribed (ASR); everyone's greetings for ASR and TTS, and questions
-    the world cannot answer, asked in text and in speech like the facts; two-turn conversations. Val: the spoken questions about
-    text-only facts (the held-out test), so the validation loss shows the transfer too."""
+    speech too, and their spoken questions transcribed (ASR); everyone's greetings and corpus sentences for ASR and
+    TTS, and questions the world cannot answer, asked in text and in speech like the facts; two-turn conversations.
+    Val: the spoken questions about text-only facts (the held-out test), so the validation loss shows the transfer
+    too."""
     writers = {s: SplitWriter(tok) for s in SPLITS}
     spoken, none = [], np.zeros(0, dtype=np.int64)
     for p in people:

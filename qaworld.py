@@ -108,7 +108,7 @@ def greetings(person, n=3):
 
 def corpus_lines(person, n, seed=0):
     """n sentences of the tiny corpus's kind that name the person and hold none of their fact values: the ear hears
-    the name in as many contexts as the corpus's own names, around words it already knows."""
+    the name in many sentences, around words it already knows from the corpus."""
     return tinyspeech.sentences_naming(person['name'], n, seed, avoid=[person[a] for a in ATTRIBUTES])
 
 

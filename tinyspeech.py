@@ -162,6 +162,7 @@ def make_sentences(n, split='train', seed=0, exclude=()):
         raise ValueError(f"could only make {len(out)} distinct {split} sentences, asked for {n}")
     return out
 
+
 def sentences_naming(name, n, seed=0, avoid=()):
     """n distinct training sentences of the corpus's kind that name `name` (beside one of NAMES) and hold none of
     the words in `avoid`, deterministic given (name, seed). Held-out word pairs stay out, as in make_sentences."""
