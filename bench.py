@@ -67,14 +67,13 @@ class PlainGPT(nn.Module):
         return logits, F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
 
-def training_step(model, cfg, compiled, dtype):
+def training_step(model, vocab_size, cfg, compiled, dtype):
     """A function running one timed training step of model, and the time its first call took (compiling)."""
     device_type = cfg['device'].split(':')[0]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device_type == 'cuda')
     step_model = torch.compile(model) if compiled else model
     autocast = torch.autocast(device_type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-    x = torch.randint(0, model.lm_head.weight.size(0) if isinstance(model, PlainGPT) else model.config.vocab_size,
-                      (cfg['batch_size'], cfg['block_size'] + 1), device=cfg['device'])
+    x = torch.randint(0, vocab_size, (cfg['batch_size'], cfg['block_size'] + 1), device=cfg['device'])
 
     def step():
         t0 = time.perf_counter()
@@ -128,7 +127,7 @@ def main(argv):
         steps, firsts = [], []
         for name, make, c in models:
             torch.manual_seed(0)
-            step, first = training_step(make(c).to(cfg['device']), cfg, compiled == 'compiled', dtype)
+            step, first = training_step(make(c).to(cfg['device']), c.vocab_size, cfg, compiled == 'compiled', dtype)
             steps.append(step)
             firsts.append(first)
         for (name, _, c), dt, first in zip(models, time_side_by_side(steps, cfg['steps']), firsts):

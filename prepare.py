@@ -728,6 +728,12 @@ def with_thought(q, parts, rng, share):
     return [('text', q)] + parts if rng.random() < share else parts
 
 
+def answered(tok, asked, q, ans, rng, opts):
+    """One question (asked: a ('text', q) or ('audio', codes) part) and its written answer, as a chat example."""
+    turns = [('user', [asked]), ('assistant', with_thought(q, [('text', ans)], rng, opts['qa_thought']))]
+    return ('chat', *tok.chat(turns), False)
+
+
 def spoken_forms(tok, q, ans, heard, rng, opts):
     """The four spoken forms of one fact as chat examples (tokenizer.chat): spoken question -> text answer, chain of
     modality, text question -> spoken answer, and the answer written and spoken word by word (plain audio when the
@@ -755,9 +761,7 @@ def qa_examples(tok, people, heard, opts, rng):
     for p in people:
         examples = [('text', *tok.plain(qaworld.bio(p, rng)), False) for _ in range(opts['qa_bio'])]
         for a, q, ans, _ in qaworld.facts(p):
-            examples += [('chat', *tok.chat([('user', [('text', q)]),
-                                             ('assistant', with_thought(q, [('text', ans)], rng, opts['qa_thought']))]),
-                          False) for _ in range(opts['qa_text'])]
+            examples += [answered(tok, ('text', q), q, ans, rng, opts) for _ in range(opts['qa_text'])]
             if p['group'] == 'both':
                 for _ in range(opts['qa_spoken']):
                     examples += [('chat', ids, mask, False) for ids, mask in spoken_forms(tok, q, ans, heard, rng, opts)]
@@ -778,9 +782,7 @@ def qa_examples(tok, people, heard, opts, rng):
             spoken.append(g)
         for q, ans in qaworld.unknowns(p, opts['qa_unknown']):
             asked = [('text', q)] * opts['qa_text'] + [('audio', heard[q][0])] * opts['qa_spoken']
-            examples += [('chat', *tok.chat([('user', [part]),
-                                             ('assistant', with_thought(q, [('text', ans)], rng, opts['qa_thought']))]),
-                          False) for part in asked]
+            examples += [answered(tok, part, q, ans, rng, opts) for part in asked]
             examples.append(('asr', *tok.asr(heard[q][0], q), False))
             spoken.append(q)
         writers['train'].add(dict(text=p['name']), none, examples)
