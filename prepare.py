@@ -101,6 +101,8 @@ config = dict(
     qa_unknown=0,             # qa: per person, spoken questions the world cannot answer ("Where does Jill work?" ->
                               # "I don't know where Jill works."; qaworld.UNKNOWNS): the ear hears every name inside
                               # a question, with no fact
+    qa_strangers=0,           # qa: names outside the world asked the world's questions, in text and in speech, and
+                              # answered "I don't know ..." (qaworld.strangers): the ear reads the name in a question
     qa_thought=0.0,           # qa: share of question examples (text and spoken) whose answer first writes the
                               # question down: a spoken question then meets the text questions' route to the answer
     voices='',                # tiny: comma-separated espeak-ng voices (default: all of tinyspeech.ACCENTS) and/or
@@ -707,7 +709,7 @@ def fact_free_lines(person, opts):
 def qa_records(people, speaker, opts):
     """Records to synthesize, keyed by their text: the questions and answers of 'both' people, the questions of
     text-only people (split 'test': spoken only at test time), every person's greetings and unanswerable questions
-    (a name, no fact)."""
+    (a name, no fact), the strangers' questions."""
     out = {}
     for p in people:
         for a, q, ans, _ in qaworld.facts(p):
@@ -716,6 +718,8 @@ def qa_records(people, speaker, opts):
                 out[ans] = dict(split='train', text=ans)
         for g in fact_free_lines(p, opts) + [q for q, _ in qaworld.unknowns(p, opts['qa_unknown'])]:
             out[g] = dict(split='train', text=g)
+    for q, _ in qaworld.strangers(people, opts['qa_strangers'], opts['seed']):
+        out[q] = dict(split='train', text=q)
     for i, r in enumerate(out.values()):
         r.update(id=f"qa_{i:05d}", speaker=speaker['id'], desc=speaker['desc'], voice=speaker['voice'],
                  rate=speaker['rate'], pitch=speaker['pitch'], speaker_heldout=False)
@@ -753,7 +757,8 @@ def qa_examples(tok, people, heard, opts, rng):
     """{split: SplitWriter} of the world's examples, and the transcripts spoken in training (for check_split).
     Training: every person's facts stated (texts) and asked in text; 'both' people's facts asked and answered in
     speech too, and their spoken questions transcribed (ASR); everyone's greetings and corpus sentences for ASR and
-    TTS, and questions the world cannot answer, asked in text and in speech like the facts; two-turn conversations.
+    TTS, and questions the world cannot answer, asked in text and in speech like the facts (the strangers' too);
+    two-turn conversations.
     Val: the spoken questions about text-only facts (the held-out test), so the validation loss shows the transfer
     too."""
     writers = {s: SplitWriter(tok) for s in SPLITS}
@@ -780,13 +785,26 @@ def qa_examples(tok, people, heard, opts, rng):
         for g in fact_free_lines(p, opts):
             examples += [('asr', *tok.asr(heard[g][0], g), False), ('tts', *tok.tts(g, heard[g][0]), False)]
             spoken.append(g)
-        for q, ans in qaworld.unknowns(p, opts['qa_unknown']):
-            asked = [('text', q)] * opts['qa_text'] + [('audio', heard[q][0])] * opts['qa_spoken']
-            examples += [answered(tok, part, q, ans, rng, opts) for part in asked]
-            examples.append(('asr', *tok.asr(heard[q][0], q), False))
-            spoken.append(q)
+        unknowns = qaworld.unknowns(p, opts['qa_unknown'])
+        examples += unanswerable(tok, unknowns, heard, rng, opts)
+        spoken += [q for q, _ in unknowns]
         writers['train'].add(dict(text=p['name']), none, examples)
+    strangers = qaworld.strangers(people, opts['qa_strangers'], opts['seed'])
+    if strangers:
+        writers['train'].add(dict(text='strangers'), none, unanswerable(tok, strangers, heard, rng, opts))
+        spoken += [q for q, _ in strangers]
     return writers, spoken
+
+
+def unanswerable(tok, pairs, heard, rng, opts):
+    """Questions the world cannot answer ((question, answer) pairs), asked in text and in speech as often as its
+    facts, the spoken ones transcribed too."""
+    examples = []
+    for q, ans in pairs:
+        asked = [('text', q)] * opts['qa_text'] + [('audio', heard[q][0])] * opts['qa_spoken']
+        examples += [answered(tok, part, q, ans, rng, opts) for part in asked]
+        examples.append(('asr', *tok.asr(heard[q][0], q), False))
+    return examples
 
 
 def qa_test_items(people, heard):
@@ -1001,7 +1019,7 @@ def resolve_options(opts):
     for task in ('tts', 'asr', 'text', 'tts_desc', 'tts_words'):
         if opts[task] < 0:
             raise ValueError(f"--{task}={opts[task]} must be >= 0")
-    for key in ('qa_people', 'qa_bio', 'qa_text', 'qa_spoken', 'qa_multi', 'qa_sentences'):
+    for key in ('qa_people', 'qa_bio', 'qa_text', 'qa_spoken', 'qa_multi', 'qa_sentences', 'qa_strangers'):
         if not isinstance(opts[key], int) or opts[key] < 0:
             raise ValueError(f"--{key}={opts[key]} must be a whole number >= 0")
     if not 1 <= opts['qa_greetings'] <= len(qaworld.GREETINGS):

@@ -127,6 +127,24 @@ def unknowns(person, n):
     return [(q.format(name=person['name']), a.format(name=person['name'])) for q, a in UNKNOWNS[:n]]
 
 
+# what the world answers about a name it does not hold, in the shapes of its own answers
+STRANGER_ANSWERS = {'town': "I don't know where {name} lives.", 'job': "I don't know what {name} does.",
+                    'pet': "I don't know what pet {name} has.", 'colour': "I don't know {name}'s favourite colour."}
+
+
+def strangers(people, n, seed=0):
+    """The world's own questions about n names it does not hold, with "I don't know" answers: [(question, answer)].
+    Asked in speech, they make the ear read the name in each question's shape from many names, instead of
+    recognising the few recordings of the people it was asked about (a new name there is heard as a trained one)."""
+    taken = {p['name'] for p in people}
+    free = [name for name in NAMES if name not in taken]
+    if not 0 <= n <= len(free):
+        raise ValueError(f"--qa_strangers={n}: {len(free)} names are left beside {len(people)} people")
+    names = random.Random(f'qaworld-strangers-{seed}').sample(free, n)
+    return [(ATTRIBUTES[a][1].format(name=name), STRANGER_ANSWERS[a].format(name=name))
+            for name in names for a in ATTRIBUTES]
+
+
 def declines(text):
     """Whether an answer says it does not know (the UNKNOWNS' answers)."""
     return "don't know" in text.lower()

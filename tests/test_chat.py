@@ -88,7 +88,7 @@ def qa_data(tmp_path_factory):
     root = tmp_path_factory.mktemp('qa')
     opts = dict(prepare.config, source='qa', name='qa', out_dir=str(root), n_train=30, n_val=6, qa_people=12,
                 voices='hibari', codec='mel', mel_codes=32, tts_words=1.0, qa_thought=0.5,
-                qa_greetings=5, qa_unknown=2, qa_sentences=3)
+                qa_greetings=5, qa_unknown=2, qa_sentences=3, qa_strangers=2)
     meta = prepare.prepare(opts)
     data = os.path.join(root, 'qa')
     ckpt_dir = os.path.join(root, 'out')
@@ -140,6 +140,12 @@ def test_no_held_out_fact_reaches_a_spoken_training_example(qa_data):
     assert all(p['name'] in line and not set(qaworld.normalise(line)) & {p[a].lower() for a in qaworld.ATTRIBUTES}
                for p in people for line in lines[p['name']])
     assert all(a in answered_in_speech for p in held for _, a in qaworld.unknowns(p, 2))
+    # and 2 names outside the world are asked its 4 questions in speech, answered "I don't know ..."
+    strangers = qaworld.strangers(people, 2)
+    assert len(strangers) == 8
+    assert not any(p['name'].lower() in qaworld.normalise(q) for q, _ in strangers for p in people)
+    assert {q for q, _ in strangers} <= set(world['spoken_in_training'])
+    assert all(a in answered_in_speech and qaworld.declines(a) for _, a in strangers)
 
 
 def test_chat_mode_end_to_end(qa_data, tmp_path, one_thread):
@@ -193,3 +199,5 @@ def test_bad_chat_input_is_named(qa_data, tmp_path, one_thread):
         prepare.resolve_options(dict(prepare.config, source='qa', qa_greetings=0))
     with pytest.raises(ValueError, match='qa_unknown=7 must be in 0..6'):
         prepare.resolve_options(dict(prepare.config, source='qa', qa_unknown=7))
+    with pytest.raises(ValueError, match='qa_strangers=500: 194 names are left beside 12 people'):
+        qaworld.strangers(qaworld.make_world(12), 500)
