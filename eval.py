@@ -318,6 +318,8 @@ def loss_measures(model, tok, examples, tasks, batch_size, device):
     offsets = torch.as_tensor(tok.position_offset, device=device)
     for task, (targets, logp) in zip(tasks, scored_targets(model, examples, tok.pad, batch_size, device)):
         nats = -logp.gather(1, targets[:, None])[:, 0]  # (m,)
+        if task == 'asr':  # the transcript only: a word-interleaved example has audio in its target span too
+            nats = nats[torch.as_tensor(tok.asr_target(targets.cpu().numpy(), 0), device=device)]
         task_sum[task] = task_sum.get(task, 0.0) + nats.sum().item()
         task_n[task] = task_n.get(task, 0) + len(nats)
         if task != 'tts':

@@ -35,7 +35,8 @@ Task mixture, per utterance: a fraction f of a task (--tts, --asr, --text) makes
 more with probability f - floor(f) (seeded), so 1.0 is exactly one, 0.2 one in five, 2.0 two. --tts_desc is
 the probability that a TTS example starts with the speaker description (<desc> ... <text> ...) when the
 utterance has one. --tts_words is the probability that a TTS example is interleaved word by word (each word's
-text, then its audio: tokenizer.tts_words) when the voice tells where its words end (tinyspeech.word_ends: hibari).
+text, then its audio: tokenizer.tts_words) when the voice tells where its words end (tinyspeech.word_ends: hibari);
+--asr_words the same for ASR examples (each word's audio, then its text: tokenizer.asr_words).
 The same mixture is used for both splits.
 
 Output, data/<name>/: {train,val}.bin (a header of 256 int64 [MAGIC, VERSION, itemsize, n_tokens, n_examples]
@@ -83,6 +84,8 @@ config = dict(
     tts=1.0, tts_desc=0.5, asr=1.0, text=0.2,  # task mixture, see the docstring
     tts_words=0.0,            # share of TTS examples interleaved word by word (tokenizer.tts_words), for utterances
                               # whose voice tells where each word ends (tiny: hibari)
+    asr_words=0.0,            # share of ASR examples interleaved word by word, each word's audio then its text
+                              # (tokenizer.asr_words); evaluation still transcribes whole utterances
     seed=0,
     force=False,              # rebuild even when data/<name>/ is complete and up to date
     codec='auto',             # tiny, folder: auto | mel | mel:<file.npz> | snac | snac:<hub id or folder>
@@ -160,7 +163,8 @@ def repeats(fraction, rng):
 
 def utterance_examples(tok, text, flat, desc, mixture, rng, frames=None):
     """[(task, ids, target_mask, with_desc)] for one utterance, as many of each task as the mixture draws. frames:
-    frames per word of text.split() (word_frames), which lets a TTS example interleave text and audio word by word."""
+    frames per word of text.split() (word_frames), which lets TTS and ASR examples interleave text and audio word by
+    word."""
     out = []
     for _ in range(repeats(mixture['tts'], rng)):
         with_desc = bool(desc) and rng.random() < mixture['tts_desc']
@@ -170,7 +174,10 @@ def utterance_examples(tok, text, flat, desc, mixture, rng, frames=None):
         else:
             out.append(('tts', *tok.tts(text, flat, d), with_desc))
     for _ in range(repeats(mixture['asr'], rng)):
-        out.append(('asr', *tok.asr(flat, text), False))
+        if frames is not None and mixture['asr_words'] and rng.random() < mixture['asr_words']:
+            out.append(('asr', *tok.asr_words(text.split(), flat, frames), False))
+        else:
+            out.append(('asr', *tok.asr(flat, text), False))
     for _ in range(repeats(mixture['text'], rng)):
         out.append(('text', *tok.plain(text), False))
     return out
@@ -687,10 +694,11 @@ def prepare_tiny(opts, out_dir, tok):
     print(f"synthesizing {len(utts)} utterances with {engines}")
     cache = synthesis_cache(utts, out_dir)
     wavs = tinyspeech.synthesize_corpus(utts, cache=cache)
-    ends = [tinyspeech.word_ends(u, cache) for u in utts] if opts['tts_words'] else None  # cached with the audio
+    by_word = opts['tts_words'] or opts['asr_words']
+    ends = [tinyspeech.word_ends(u, cache) for u in utts] if by_word else None  # cached with the audio
     if ends is not None:
-        print(f"--tts_words={opts['tts_words']}: {sum(e is not None for e in ends)} of {len(utts)} utterances have "
-              f"word timings (hibari tells them; espeak-ng and joe do not)")
+        print(f"--tts_words={opts['tts_words']} --asr_words={opts['asr_words']}: {sum(e is not None for e in ends)} of "
+              f"{len(utts)} utterances have word timings (hibari tells them; espeak-ng and joe do not)")
     codec, spec, codec_file = open_codec(opts['codec'], lambda: training_audio(utts, wavs), out_dir, opts['seed'],
                                          opts['mel_codes'])
     parts = encode_utterances(utts, wavs, codec, tok, opts, skips, ends)
@@ -770,7 +778,7 @@ def qa_examples(tok, people, heard, opts, rng):
             if p['group'] == 'both':
                 for _ in range(opts['qa_spoken']):
                     examples += [('chat', ids, mask, False) for ids, mask in spoken_forms(tok, q, ans, heard, rng, opts)]
-                examples.append(('asr', *tok.asr(heard[q][0], q), False))  # the ear learns the questions' words too
+                examples.append(transcribed(tok, q, heard, rng, opts))  # the ear learns the questions' words too
                 spoken += [q, ans]
             else:
                 ids, mask = tok.chat([('user', [('audio', heard[q][0])]), ('assistant', [('text', ans)])])
@@ -783,7 +791,7 @@ def qa_examples(tok, people, heard, opts, rng):
                                   ('assistant', [('text', a2)])])
             examples.append(('chat', ids, mask, False))
         for g in fact_free_lines(p, opts):
-            examples += [('asr', *tok.asr(heard[g][0], g), False), ('tts', *tok.tts(g, heard[g][0]), False)]
+            examples += [transcribed(tok, g, heard, rng, opts), ('tts', *tok.tts(g, heard[g][0]), False)]
             spoken.append(g)
         unknowns = qaworld.unknowns(p, opts['qa_unknown'])
         examples += unanswerable(tok, unknowns, heard, rng, opts)
@@ -803,8 +811,17 @@ def unanswerable(tok, pairs, heard, rng, opts):
     for q, ans in pairs:
         asked = [('text', q)] * opts['qa_text'] + [('audio', heard[q][0])] * opts['qa_spoken']
         examples += [answered(tok, part, q, ans, rng, opts) for part in asked]
-        examples.append(('asr', *tok.asr(heard[q][0], q), False))
+        examples.append(transcribed(tok, q, heard, rng, opts))
     return examples
+
+
+def transcribed(tok, text, heard, rng, opts):
+    """A spoken line of the world as an ASR example: word by word (tokenizer.asr_words) with probability
+    --asr_words when its voice gave word timings."""
+    flat, frames = heard[text]
+    if frames is not None and opts['asr_words'] and rng.random() < opts['asr_words']:
+        return ('asr', *tok.asr_words(text.split(), flat, frames), False)
+    return ('asr', *tok.asr(flat, text), False)
 
 
 def qa_test_items(people, heard):
@@ -835,7 +852,7 @@ def prepare_qa(opts, out_dir, tok):
     cache = synthesis_cache(utts, out_dir)
     wavs = tinyspeech.synthesize_corpus(utts, cache=cache)
     qa_wavs = tinyspeech.synthesize_corpus(list(records.values()), cache=cache)
-    ends = [tinyspeech.word_ends(u, cache) for u in utts] if opts['tts_words'] else None
+    ends = [tinyspeech.word_ends(u, cache) for u in utts] if opts['tts_words'] or opts['asr_words'] else None
 
     def train_audio():  # the test questions stay out of the codec's fit too
         return training_audio(utts, wavs) + [w for r, w in zip(records.values(), qa_wavs) if r['split'] == 'train']
@@ -1016,7 +1033,7 @@ def resolve_options(opts):
         raise ValueError(f"--source must be tiny, mls, folder or qa, got {opts['source']!r}")
     opts['encoding'] = opts['encoding'] or ('gpt2' if opts['source'] == 'mls' else 'byte')
     opts['name'] = opts['name'] or opts['source']
-    for task in ('tts', 'asr', 'text', 'tts_desc', 'tts_words'):
+    for task in ('tts', 'asr', 'text', 'tts_desc', 'tts_words', 'asr_words'):
         if opts[task] < 0:
             raise ValueError(f"--{task}={opts[task]} must be >= 0")
     for key in ('qa_people', 'qa_bio', 'qa_text', 'qa_spoken', 'qa_multi', 'qa_sentences', 'qa_strangers'):
@@ -1026,7 +1043,7 @@ def resolve_options(opts):
         raise ValueError(f"--qa_greetings={opts['qa_greetings']} must be in 1..{len(qaworld.GREETINGS)} (qaworld.GREETINGS)")
     if not 0 <= opts['qa_unknown'] <= len(qaworld.UNKNOWNS):
         raise ValueError(f"--qa_unknown={opts['qa_unknown']} must be in 0..{len(qaworld.UNKNOWNS)} (qaworld.UNKNOWNS)")
-    for key in ('tts_desc', 'tts_words', 'qa_thought'):
+    for key in ('tts_desc', 'tts_words', 'asr_words', 'qa_thought'):
         if not 0 <= opts[key] <= 1:
             raise ValueError(f"--{key}={opts[key]} is a probability, between 0 and 1")
     if not 1 <= opts['mel_codes'] <= CODEBOOK_SIZE:
@@ -1062,7 +1079,7 @@ def prepare(opts):
     meta = dict(format_version=VERSION, vocab=tok.to_dict(), dtype=np.dtype(token_dtype(tok.vocab_size)).name,
                 tasks=list(TASKS), codec=codec_desc, codec_file=codec_file, source=opts['source'], source_info=info,
                 options=options_key(opts),
-                mixture={k: opts[k] for k in ('tts', 'tts_desc', 'tts_words', 'asr', 'text')},
+                mixture={k: opts[k] for k in ('tts', 'tts_desc', 'tts_words', 'asr', 'asr_words', 'text')},
                 splits=splits, **skips.to_dict(), build_seconds=round(time.time() - t0, 1))
     save_json(os.path.join(out_dir, 'meta.json'), meta)  # last: its presence means the folder is complete
     print(summary(out_dir, meta))

@@ -217,19 +217,47 @@ class Tokenizer:
             <desc> d <text> w1 <audio> w1's frames <text> ' w2' <audio> w2's frames ... <eos>
         word_frames: frames per word (each >= 1, summing to the codes' frames). The target span starts with the first
         audio code and runs to the end: the later words' text is predicted too, but generation forces it."""
+        spans = self.word_spans(words, flat_codes, word_frames)
+        target = []
+        for k, (word, audio) in enumerate(spans):
+            if k:
+                target += [self.text] + self.encode_text(word) + [self.audio]
+            target += audio
+        return self._example(list(self.tts_words_prompt(words, desc)), target + [self.eos])
+
+    def asr_words(self, words, flat_codes, word_frames):
+        """ASR interleaved word by word, each word's audio then its text: the transcript of a word right after its
+        sound, so the ear learns what each word sounds like without first having to find it in the utterance:
+            <audio> w1's frames <text> w1 <audio> w2's frames <text> ' w2' ... <eos>
+        The target is the text, as in asr(): the audio after the first word is in the target span, but
+        asr_target() keeps the loss off it."""
+        spans = self.word_spans(words, flat_codes, word_frames)
+        prefix = [self.audio] + spans[0][1] + [self.text]
+        target = self.encode_text(spans[0][0])
+        for word, audio in spans[1:]:
+            target += [self.audio] + audio + [self.text] + self.encode_text(word)
+        ids, _ = self._example(prefix, target + [self.eos])
+        return ids, self.asr_target(ids, len(prefix))
+
+    def asr_target(self, ids, target_start):
+        """Where an ASR example's loss is taken: its transcript after target_start, never the audio
+        (asr_words() puts the later words' audio there)."""
+        ids = np.asarray(ids)
+        mask = np.zeros(len(ids), dtype=bool)
+        mask[target_start:] = True
+        return mask & ~self.is_audio(ids) & (ids != self.audio)
+
+    def word_spans(self, words, flat_codes, word_frames):
+        """[(' word' (the first without the space), [audio ids of its frames])]; word_frames: frames per word, each
+        >= 1, summing to the codes' frames."""
         flat_codes = np.asarray(flat_codes).reshape(-1)
         if len(words) != len(word_frames) or min(word_frames, default=0) < 1 or \
                 sum(word_frames) * FRAME_LEN != len(flat_codes):
             raise ValueError(f"{len(words)} words with frames {list(word_frames)} do not cover "
                              f"{len(flat_codes) / FRAME_LEN:g} frames of codes, each word at least one")
-        prefix = self.tts_words_prompt(words, desc)
-        target, start = [], 0
-        for k, n in enumerate(word_frames):
-            if k:
-                target += [self.text] + self.encode_text(' ' + words[k]) + [self.audio]
-            target += list(self.audio_ids(flat_codes[start * FRAME_LEN:(start + n) * FRAME_LEN]))
-            start += n
-        return self._example(list(prefix), target + [self.eos])
+        ends = np.cumsum(word_frames) * FRAME_LEN
+        return [((' ' if k else '') + w, list(self.audio_ids(flat_codes[e - n * FRAME_LEN:e])))
+                for k, (w, n, e) in enumerate(zip(words, word_frames, ends))]
 
     def tts_words_prompt(self, words, desc=None):
         """What tts_words() starts with: the description, the first word's text and <audio>."""

@@ -111,10 +111,12 @@ def draw_windows(rng, idx, cdf, n, block_size):
 
 
 def target_span(tok, task, ids, target_start):
-    """Where an example's loss is taken: from its target start to the end, or in a chat example the assistant's
-    turns only (tokenizer.assistant_mask)."""
+    """Where an example's loss is taken: from its target start to the end; in a chat example the assistant's
+    turns only (tokenizer.assistant_mask), in an ASR example the transcript only (tokenizer.asr_target)."""
     if TASKS[task] == 'chat':
         return tok.assistant_mask(ids)
+    if TASKS[task] == 'asr':
+        return tok.asr_target(ids, target_start)
     mask = np.zeros(len(ids), dtype=bool)
     mask[target_start:] = True
     return mask

@@ -13,7 +13,7 @@ import stream
 import train
 from codec import write_wav
 from tokenfile import load_split
-from tokenizer import FRAME_LEN, ROLES, Tokenizer
+from tokenizer import FRAME_LEN, ROLES, TASKS, Tokenizer
 
 
 def codes(frames, start=0):
@@ -88,7 +88,7 @@ def qa_data(tmp_path_factory):
     root = tmp_path_factory.mktemp('qa')
     opts = dict(prepare.config, source='qa', name='qa', out_dir=str(root), n_train=30, n_val=6, qa_people=12,
                 voices='hibari', codec='mel', mel_codes=32, tts_words=1.0, qa_thought=0.5,
-                qa_greetings=5, qa_unknown=2, qa_sentences=3, qa_strangers=2)
+                qa_greetings=5, qa_unknown=2, qa_sentences=3, qa_strangers=2, asr_words=0.5)
     meta = prepare.prepare(opts)
     data = os.path.join(root, 'qa')
     ckpt_dir = os.path.join(root, 'out')
@@ -109,22 +109,24 @@ def test_no_held_out_fact_reaches_a_spoken_training_example(qa_data):
                   if it['group'] == 'text_only' and it['modality'] == 'audio'}
     assert len(held_audio) == 4 * len(held) == 12
     tokens, idx, _ = load_split(qa_data['data'], 'train')
-    spoken_chats, answered_in_speech = 0, set()
+    spoken_chats, asr_by_word, answered_in_speech = 0, 0, set()
     for s, n, task, _ in idx:
         ids = np.asarray(tokens[s:s + n], dtype=np.int64)
         turns = tok.turns(ids) if task == 3 else [(None, tok.split(ids)[0])]
         pieces = [p for _, ps in turns for p in ps]
         audio = [x for kind, x in pieces if kind == 'audio']
-        assert not any(a.tobytes() in held_audio for a in audio)
+        whole = [np.concatenate(audio)] if audio else []  # a word-by-word example's spans joined
+        assert not any(a.tobytes() in held_audio for a in audio + whole)
         if audio:
             text = ' '.join(x for kind, x in pieces if kind == 'text').lower().split()
             words = set(qaworld.normalise(' '.join(text)))
             for p in held:
                 assert p['name'].lower() not in words or not any(p[a].lower() in words for a in qaworld.ATTRIBUTES)
             spoken_chats += task == 3
+            asr_by_word += TASKS[task] == 'asr' and len(audio) > 1
             if task == 3 and any(kind == 'audio' for role, ps in turns if role == 'user' for kind, _ in ps):
                 answered_in_speech |= {x for role, ps in turns if role == 'assistant' for kind, x in ps if kind == 'text'}
-    assert spoken_chats > 0
+    assert spoken_chats > 0 and asr_by_word > 0  # --asr_words=0.5: some of the world's lines transcribed word by word
     # the held-out questions are in the val split instead, and every text-only fact is asked in training in text
     train_text = ' '.join(x for s, n, task, _ in idx if task == 3
                           for _, ps in tok.turns(np.asarray(tokens[s:s + n], dtype=np.int64))

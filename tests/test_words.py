@@ -1,13 +1,14 @@
-"""TTS interleaved word by word: the template, the frames per word, the grammar that forces the words, and the
-examples prepare.py builds from word timings."""
+"""TTS and ASR interleaved word by word: the templates, the frames per word, the grammar that forces the words, and
+the examples prepare.py builds from word timings."""
 import numpy as np
 import pytest
 import torch
 
 import eval as evaluation
 import prepare
+import train
 from sample import WordGrammar, audio_of, tts
-from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SAMPLES, Tokenizer
+from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SAMPLES, TASKS, Tokenizer
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 WORDS = ['Anna', 'left', 'the', 'red', 'cup.']
@@ -34,6 +35,28 @@ def test_words_template_reads_back_word_by_word():
         tok.tts_words(WORDS, flat, [2, 1, 1, 3, 1])
     with pytest.raises(ValueError, match='at least one'):
         tok.tts_words(WORDS, flat, [3, 0, 1, 3, 2])
+
+
+def test_word_by_word_asr_reads_back_and_learns_only_the_transcript():
+    tok = Tokenizer()
+    flat, frames = random_codes(9), [2, 1, 1, 3, 2]
+    ids, target = tok.asr_words(WORDS, flat, frames)
+    pieces, warnings = tok.split(ids)
+    assert not warnings and [k for k, _ in pieces] == ['audio', 'text'] * len(WORDS)
+    assert ''.join(x for k, x in pieces if k == 'text') == ' '.join(WORDS)
+    spans = [x for k, x in pieces if k == 'audio']
+    assert [len(x) // FRAME_LEN for x in spans] == frames and np.array_equal(np.concatenate(spans), flat)
+    # the loss: every text id, the <text> markers after the first word's and <eos>; no audio, no <audio> marker
+    assert tok.decode_text(ids[target & (ids < tok.n_text)]) == ' '.join(WORDS)
+    assert not (target & tok.is_audio(ids)).any() and not target[ids == tok.audio].any() and target[-1]
+    assert target[ids == tok.text].sum() == len(WORDS) - 1
+    first_text = list(ids).index(tok.text) + 1
+    assert np.array_equal(train.target_span(tok, TASKS.index('asr'), ids, first_text), target)  # training agrees
+    plain, plain_target = tok.asr(flat, ' '.join(WORDS))  # and a whole-utterance example keeps its whole target
+    start = int(np.argmax(plain_target))
+    assert np.array_equal(train.target_span(tok, TASKS.index('asr'), plain, start), plain_target)
+    with pytest.raises(ValueError, match='do not cover'):
+        tok.asr_words(WORDS, flat, [2, 1, 1, 3, 1])
 
 
 @pytest.mark.parametrize('ends, n_frames, frames', [
@@ -103,6 +126,11 @@ def test_prepare_interleaves_the_examples_of_utterances_with_word_timings():
     assert task == 'tts' and [k for k, _ in tok.split(ids)[0]].count('audio') == len(WORDS)
     (_, plain_ids, _, _), = plain
     assert [k for k, _ in tok.split(plain_ids)[0]] == ['text', 'audio']  # no timings: the plain template
+    opts = dict(prepare.config, tts=0.0, asr=2.0, text=0.0, asr_words=1.0)  # and ASR, when asked to
+    examples = prepare.utterance_examples(tok, ' '.join(WORDS), flat, None, opts, np.random.default_rng(0),
+                                          frames=[1, 1, 1, 1, 2])
+    assert [(task, [k for k, _ in tok.split(ids)[0]]) for task, ids, _, _ in examples] == \
+        [('asr', ['audio', 'text'] * len(WORDS))] * 2
 
 
 def test_audio_loss_counts_only_the_codes_of_interleaved_examples(loaded):
