@@ -54,6 +54,8 @@ DEFAULTS = dict(
     schedule='cosine',          # 'cosine' (warmup then cosine) or 'wsd' (warmup, stable, linear decay)
     warmup_iters=50,
     decay_frac=0.2,             # wsd: the last fraction of steps that decays
+    schedule_clock=False,       # with a time_limit: the schedule is as far along as the larger share, of max_iters or of
+                                # time_limit, so a slower machine still ends its decay when the time limit stops it
     weight_decay=0.1,
     beta1=0.9,
     beta2=0.95,
@@ -68,7 +70,8 @@ DEFAULTS = dict(
     eval_examples=128,          # fixed validation (and training) examples scored at each eval
     log_interval=10,
     ckpt_interval=200,          # also written at every eval and at the end
-    time_limit=0.0,             # seconds; stop cleanly (with a checkpoint) after this much training, 0 = no limit
+    time_limit=0.0,             # seconds; stop cleanly (with a checkpoint) after this much training (a resumed run
+                                # counts its earlier seconds too), 0 = no limit
     final_eval=False,           # run eval.py's full evaluation (ASR/TTS measures) on the final checkpoint
     wandb_log=False,
     wandb_project='snacgpt',
@@ -167,10 +170,13 @@ def to_device(a, device):
 # -----------------------------------------------------------------------------
 # schedule, evaluation, checkpoints
 
-def learning_rate(step, cfg):
+def learning_rate(step, cfg, seconds=0.0):
+    """The learning rate at a step, after `seconds` of training (read only with schedule_clock and a time_limit)."""
     lr, lo, warm, total = cfg['learning_rate'], cfg['min_lr'], cfg['warmup_iters'], cfg['max_iters']
     if step < warm:
         return lr * (step + 1) / warm
+    if cfg['schedule_clock'] and cfg['time_limit']:  # the step the clock says the run is at, when it is further on
+        step = max(step, total * min(seconds / cfg['time_limit'], 1.0))
     if cfg['schedule'] == 'wsd':
         decay_start = total - int(cfg['decay_frac'] * total)
         return lr if step < decay_start else lo + (lr - lo) * (total - step) / max(total - decay_start, 1)
@@ -283,7 +289,7 @@ def train(cfg):
     model = GPT(GPTConfig(**model_args)).to(device)
     optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'], (cfg['beta1'], cfg['beta2']), device_type)
     rng = np.random.default_rng(cfg['seed'])  # the same on every rank: each draws the global batch and takes its share
-    step, best_val, tokens_seen = 0, float('inf'), 0
+    step, best_val, tokens_seen, seconds_before = 0, float('inf'), 0, 0.0
     if cfg['resume'] and os.path.exists(ckpt_path):
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ckpt['model_args'] != model_args:
@@ -291,6 +297,7 @@ def train(cfg):
         model.load_state_dict(ckpt['model'])
         optimizer.load_state_dict(ckpt['optimizer'])
         step, best_val, tokens_seen = ckpt['step'], ckpt['best_val_loss'], ckpt['tokens_seen']
+        seconds_before = ckpt.get('seconds', 0.0)  # the training time of the runs before this one
         rng.bit_generator.state = ckpt['rng']['numpy']
         torch.set_rng_state(ckpt['rng']['torch'])
         say(f"resumed from {ckpt_path} at step {step}")
@@ -309,7 +316,7 @@ def train(cfg):
             save_checkpoint(ckpt_path, dict(
                 model=raw_model.state_dict(), model_args=model_args, vocab=tok.to_dict(), codec=codec_state,
                 codec_info=codec_info, config=cfg, data_meta=meta, optimizer=optimizer.state_dict(), step=step,
-                tokens_seen=tokens_seen, best_val_loss=best_val,
+                tokens_seen=tokens_seen, best_val_loss=best_val, seconds=seconds_before + time.time() - t_start,
                 rng=dict(numpy=rng.bit_generator.state, torch=torch.get_rng_state())))
 
     tokens_per_step = cfg['batch_size'] * cfg['block_size'] * cfg['grad_accum']
@@ -346,7 +353,7 @@ def train(cfg):
     t_start, t_last, timed_tokens, timed_time, losses, last_val = time.time(), time.time(), 0, 0.0, [], None
     model.train()
     while step < cfg['max_iters']:
-        lr = learning_rate(step, cfg)
+        lr = learning_rate(step, cfg, seconds_before + time.time() - t_start)
         for group in optimizer.param_groups:
             group['lr'] = lr
         batch = draw_windows(rng, train_idx, cdf, cfg['batch_size'] * cfg['grad_accum'], cfg['block_size'])  # the global batch
@@ -394,7 +401,7 @@ def train(cfg):
                 f"{tps:,.0f} tok/s | {audio_s:.1f} s audio/s | {format_mfu(mfu)} | eta {eta / 60:.1f} min")
             if wandb:
                 wandb.log({'step': step, 'train/loss': loss_sum, 'lr': lr, 'tok_per_s': tps})
-        out_of_time = cfg['time_limit'] and now - t_start > cfg['time_limit']
+        out_of_time = cfg['time_limit'] and seconds_before + now - t_start > cfg['time_limit']
         if step % cfg['eval_interval'] == 0 or step == cfg['max_iters'] or out_of_time:
             last_val = run_eval()
         if step % cfg['ckpt_interval'] == 0 or step % cfg['eval_interval'] == 0 or step == cfg['max_iters'] or out_of_time:

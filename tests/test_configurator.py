@@ -48,6 +48,9 @@ def test_derived_values_follow_overrides():
     cfg = apply_overrides(TRAIN, ['--max_iters=100', '--warmup_iters=10', '--learning_rate=1', '--min_lr=0.1'])
     assert learning_rate(0, cfg) == 0.1 and learning_rate(9, cfg) == 1.0  # warmup follows the overrides
     assert abs(learning_rate(100, cfg) - 0.1) < 1e-12 and learning_rate(55, cfg) == 0.55  # cosine ends at max_iters
+    clock = dict(cfg, schedule_clock=True, time_limit=200.0)  # on the clock: the further along of steps and seconds
+    assert learning_rate(55, clock, seconds=10.0) == 0.55 and abs(learning_rate(20, clock, seconds=110.0) - 0.55) < 1e-12
+    assert abs(learning_rate(20, clock, seconds=200.0) - 0.1) < 1e-12 and learning_rate(5, clock, 200.0) == 0.6
 
 
 def test_shipped_configs_parse_against_their_defaults():

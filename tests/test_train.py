@@ -54,6 +54,17 @@ def test_resume_continues_bit_identically(data_root, tmp_path):
     run(data_root, tmp_path / 'split', '--max_iters=4', *sched)
     rest = run(data_root, tmp_path / 'split', '--max_iters=8', '--resume=True', *sched)['losses']
     assert rest == whole[4:]
+    first, second = (torch.load(tmp_path / d / 'ckpt.pt', weights_only=False)['seconds'] for d in ('whole', 'split'))
+    assert 0 < first and 0 < second  # the training time, carried across the resume
+
+
+def test_time_limit_counts_a_resumed_runs_earlier_seconds(data_root, tmp_path):
+    run(data_root, tmp_path, '--max_iters=2')
+    ckpt = torch.load(tmp_path / 'ckpt.pt', weights_only=False)
+    torch.save(dict(ckpt, seconds=1e6), tmp_path / 'ckpt.pt')  # as if it had trained for longer than the limit
+    result = run(data_root, tmp_path, '--max_iters=50', '--resume=True', '--time_limit=60', '--schedule_clock=True',
+                 '--eval_interval=100')
+    assert result['step'] == 3 and 'time limit of 60 s reached at step 3' in (tmp_path / 'log.txt').read_text()
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(data_root, tmp_path):
