@@ -40,4 +40,5 @@ eval_examples = 96
 log_interval = 100
 ckpt_interval = 500
 time_limit = 1800.0      # 30 minutes of training: the run stops cleanly there, with its checkpoint
+schedule_clock = True    # ... with its learning rate decayed, on a slower machine too (train.py)
 compile = False

@@ -30,4 +30,5 @@ eval_examples = 96
 log_interval = 100
 ckpt_interval = 1650
 time_limit = 660.0       # a guard for slower machines: the run stops cleanly there, with its checkpoint
+schedule_clock = True    # ... and its learning rate has decayed by then (train.py)
 compile = False          # on CPU compiling costs 15-25 s per model size (docs/results.md, Training throughput)
