@@ -351,9 +351,10 @@ def train(cfg):
         return val
 
     t_start, t_last, timed_tokens, timed_time, losses, last_val = time.time(), time.time(), 0, 0.0, [], None
+    seconds = seconds_before  # of training, the same on every rank: the schedule and the time limit read it
     model.train()
     while step < cfg['max_iters']:
-        lr = learning_rate(step, cfg, seconds_before + time.time() - t_start)
+        lr = learning_rate(step, cfg, seconds)
         for group in optimizer.param_groups:
             group['lr'] = lr
         batch = draw_windows(rng, train_idx, cdf, cfg['batch_size'] * cfg['grad_accum'], cfg['block_size'])  # the global batch
@@ -370,10 +371,12 @@ def train(cfg):
                 _, loss = model(x, y, all_logits=False)
             (loss / accum).backward()
             loss_sum += loss.item() / accum
-        if ddp:
-            t = torch.tensor([loss_sum, audio_tokens], dtype=torch.float64, device=device)
+        elapsed = time.time() - t_start
+        if ddp:  # the clock averaged too, so that every rank takes the same learning rate and stops at the same step
+            t = torch.tensor([loss_sum, audio_tokens, elapsed], dtype=torch.float64, device=device)
             dist.all_reduce(t)
-            loss_sum, audio_tokens = t[0].item() / world, int(t[1].item())
+            loss_sum, audio_tokens, elapsed = t[0].item() / world, int(t[1].item()), t[2].item() / world
+        seconds = seconds_before + elapsed
         if not math.isfinite(loss_sum):
             say(f"step {step}: the loss is {loss_sum}; stopping. The last good checkpoint stays at {ckpt_path} "
                 f"(lower --learning_rate or use --dtype=float32, then --resume=True)")
@@ -401,7 +404,7 @@ def train(cfg):
                 f"{tps:,.0f} tok/s | {audio_s:.1f} s audio/s | {format_mfu(mfu)} | eta {eta / 60:.1f} min")
             if wandb:
                 wandb.log({'step': step, 'train/loss': loss_sum, 'lr': lr, 'tok_per_s': tps})
-        out_of_time = cfg['time_limit'] and seconds_before + now - t_start > cfg['time_limit']
+        out_of_time = cfg['time_limit'] and seconds > cfg['time_limit']
         if step % cfg['eval_interval'] == 0 or step == cfg['max_iters'] or out_of_time:
             last_val = run_eval()
         if step % cfg['ckpt_interval'] == 0 or step % cfg['eval_interval'] == 0 or step == cfg['max_iters'] or out_of_time:
