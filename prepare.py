@@ -686,6 +686,12 @@ def synthesis_cache(utts, out_dir):
     return os.path.join(out_dir, 'synth') if any(u['voice'] in tinyspeech.NATURAL_VOICES for u in utts) else None
 
 
+def corpus_word_ends(utts, cache, opts):
+    """Per utterance the end of each word (tinyspeech.word_ends, cached with the audio), or None when no example is
+    interleaved word by word."""
+    return [tinyspeech.word_ends(u, cache) for u in utts] if opts['tts_words'] or opts['asr_words'] else None
+
+
 def prepare_tiny(opts, out_dir, tok):
     who = tinyspeech.speaker_choice(opts)
     utts = tinyspeech.make_corpus(opts['n_train'], opts['n_val'], opts['seed'], **who)
@@ -694,8 +700,7 @@ def prepare_tiny(opts, out_dir, tok):
     print(f"synthesizing {len(utts)} utterances with {engines}")
     cache = synthesis_cache(utts, out_dir)
     wavs = tinyspeech.synthesize_corpus(utts, cache=cache)
-    by_word = opts['tts_words'] or opts['asr_words']
-    ends = [tinyspeech.word_ends(u, cache) for u in utts] if by_word else None  # cached with the audio
+    ends = corpus_word_ends(utts, cache, opts)
     if ends is not None:
         print(f"--tts_words={opts['tts_words']} --asr_words={opts['asr_words']}: {sum(e is not None for e in ends)} of "
               f"{len(utts)} utterances have word timings (hibari tells them; espeak-ng and joe do not)")
@@ -852,7 +857,7 @@ def prepare_qa(opts, out_dir, tok):
     cache = synthesis_cache(utts, out_dir)
     wavs = tinyspeech.synthesize_corpus(utts, cache=cache)
     qa_wavs = tinyspeech.synthesize_corpus(list(records.values()), cache=cache)
-    ends = [tinyspeech.word_ends(u, cache) for u in utts] if opts['tts_words'] or opts['asr_words'] else None
+    ends = corpus_word_ends(utts, cache, opts)
 
     def train_audio():  # the test questions stay out of the codec's fit too
         return training_audio(utts, wavs) + [w for r, w in zip(records.values(), qa_wavs) if r['split'] == 'train']

@@ -316,7 +316,7 @@ def train(cfg):
             save_checkpoint(ckpt_path, dict(
                 model=raw_model.state_dict(), model_args=model_args, vocab=tok.to_dict(), codec=codec_state,
                 codec_info=codec_info, config=cfg, data_meta=meta, optimizer=optimizer.state_dict(), step=step,
-                tokens_seen=tokens_seen, best_val_loss=best_val, seconds=seconds_before + time.time() - t_start,
+                tokens_seen=tokens_seen, best_val_loss=best_val, seconds=seconds,
                 rng=dict(numpy=rng.bit_generator.state, torch=torch.get_rng_state())))
 
     tokens_per_step = cfg['batch_size'] * cfg['block_size'] * cfg['grad_accum']
