@@ -664,6 +664,7 @@ def qa_measures(model, tok, ckpt, people, groups, cfg, device, notes, ear):
     facts (never spoken in training: the transfer), spoken questions on facts trained in both modalities. The
     transfer gap is 1 - spoken / text accuracy on the text-only facts. Chance: always answering the commonest value of
     the attribute asked. With an ear, Whisper hears qa_speak_n spoken answers per spoken group: is the key word there?"""
+    base_checked = check_base_data(people, ckpt, notes)  # before any generation: a leak stops the evaluation
     commonest = {a: Counter(p[a] for p in people).most_common(1)[0][0] for a in qaworld.ATTRIBUTES}
     report, examples = {}, {}
     for (facts, modality), items in groups.items():
@@ -685,8 +686,34 @@ def qa_measures(model, tok, ckpt, people, groups, cfg, device, notes, ear):
     if 'cascade' in report['text_only/audio']:
         report['transfer_gap_cascade'] = 1 - report['text_only/audio']['cascade']['accuracy'] / text if text else None
     report['examples'] = examples
+    report['base_data_checked'] = base_checked
     report['spoken_answers'] = spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes, ear)
     return report
+
+
+def check_base_data(people, ckpt, notes):
+    """A fine-tuned checkpoint (train.py --init_from) learned from its base's data too: the text-only facts must not
+    be spoken there either. qaworld.check_split over every transcript spoken in that data's training split (raises
+    ValueError); a base whose data is not on this machine is noted. -> the data folders checked."""
+    checked, record = [], ckpt.get('init_from')
+    while record:
+        records = read_utterances(record['data'])
+        if records is None:
+            notes.append(f"the held-out facts were not checked against {record['data']} (the data of "
+                         f"{record['checkpoint']}, which this checkpoint was fine-tuned from): it is not on this machine")
+        else:
+            spoken = [r['text'] for r in records if r['split'] == 'train']
+            world = os.path.join(record['data'], 'qa.json')
+            if os.path.exists(world):
+                with open(world) as f:
+                    spoken += json.load(f)['spoken_in_training']
+            try:
+                qaworld.check_split(people, spoken)
+            except ValueError as e:
+                raise ValueError(f"{e}, in {record['data']}, the data of {record['checkpoint']} (fine-tuned from)") from None
+            checked.append(dict(data=record['data'], spoken_transcripts=len(spoken)))
+        record = record.get('before')
+    return checked
 
 
 def cascade_measure(model, tok, items, cfg):
@@ -853,6 +880,9 @@ def qa_rows(qa):
                          fmt(c['accuracy'], 2), 'the written question, then the answer'))
     if qa.get('transfer_gap_cascade') is not None:
         rows.append(("  transfer gap, transcribed first", fmt(qa['transfer_gap_cascade'], 2), ''))
+    for c in qa.get('base_data_checked', []):  # a fine-tuned checkpoint: its base's data holds no held-out fact either
+        rows.append((f"  held-out facts checked against the base's data ({c['spoken_transcripts']:,} spoken lines)",
+                     'none', os.path.basename(c['data'])))
     s = qa['spoken_answers']
     rows.append(("QA spoken answers: Whisper hears the key word", 'skipped' if 'skipped' in s else '',
                  s.get('skipped', '')))

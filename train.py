@@ -1,9 +1,10 @@
 """
 Train snacgpt on the token files that prepare.py wrote.
 
-    python train.py config/train_tiny.py                          # CPU, the tiny corpus, ~8.5 minutes (2 AVX2 cores)
+    python train.py config/train_tiny.py                          # CPU, the tiny corpus, 11 minutes on 2 cores
     python train.py config/train_tiny.py --max_iters=50 --compile=False
     python train.py config/train_tiny.py --resume=True            # continue a killed run
+    python train.py config/train_qa.py --init_from=out/speak/ckpt.pt  # fine-tune another run's weights
     torchrun --standalone --nproc_per_node=8 train.py config/train_mls_large.py
     torchrun --nnodes=2 --node_rank=0 --master_addr=HOST --master_port=29500 --nproc_per_node=8 train.py ...
 
@@ -37,6 +38,9 @@ DEFAULTS = dict(
     data_root='data',           # folder holding the datasets
     out_dir='out/tiny',         # ckpt.pt, eval.jsonl and log.txt land here
     resume=False,               # continue from out_dir/ckpt.pt (step, optimizer, RNG, data order)
+    init_from='',               # a checkpoint whose weights start this run (step 0, a fresh optimizer): fine-tuning;
+                                # its shape, vocabulary and codec must be this run's. resume, when there is a
+                                # checkpoint to resume, comes first
     seed=1337,
     # model
     n_layer=4,
@@ -221,6 +225,40 @@ def save_checkpoint(path, state):
     os.replace(tmp, path)
 
 
+def same_codec(a, b):
+    """Two codec records (codec_record) that decode the same codes to the same audio."""
+    if a is None or b is None or a.keys() != b.keys():
+        return a == b
+    return all(len(a[k]) == len(b[k]) and all(np.array_equal(x, y) for x, y in zip(a[k], b[k])) if k == 'codebooks'
+               else a[k] == b[k] for k in a)
+
+
+def load_init_weights(path, model_args, tok, codec_state):
+    """The weights of a checkpoint another run trained, checked against this run: the same model shape, the same
+    vocabulary, the same codec (the codes of one codec mean nothing to a model trained on another's)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--init_from={path}: no such checkpoint")
+    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    if ckpt['model_args'] != model_args:
+        diff = {k: (ckpt['model_args'].get(k), v) for k, v in model_args.items() if ckpt['model_args'].get(k) != v}
+        raise ValueError(f"--init_from={path}: the checkpoint's model differs from this run's, (theirs, ours): {diff}")
+    if ckpt['vocab'] != tok.to_dict():
+        raise ValueError(f"--init_from={path}: the checkpoint's vocabulary is not this dataset's (prepare the data "
+                         f"with the options it was trained with)")
+    if not same_codec(ckpt['codec'], codec_state):
+        raise ValueError(f"--init_from={path}: the checkpoint was trained on another codec's codes (prepare the data "
+                         f"with --codec=mel:<its dataset>/codec.npz)")
+    return ckpt['model'], init_record(path, ckpt)
+
+
+def init_record(path, ckpt):
+    """Where a fine-tuned run's weights came from, down the chain: the checkpoint, its step and the data it trained
+    on (eval.py checks that the QA world's held-out facts were not spoken there either)."""
+    c = ckpt['config']
+    return dict(checkpoint=os.path.abspath(path), step=ckpt['step'],
+                data=os.path.abspath(os.path.join(c['data_root'], c['dataset'])), before=ckpt.get('init_from'))
+
+
 def codec_record(data_dir, meta):
     """What sampling needs to rebuild the dataset's codec, embedded in every checkpoint."""
     info = meta['codec']
@@ -289,7 +327,7 @@ def train(cfg):
     model = GPT(GPTConfig(**model_args)).to(device)
     optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'], (cfg['beta1'], cfg['beta2']), device_type)
     rng = np.random.default_rng(cfg['seed'])  # the same on every rank: each draws the global batch and takes its share
-    step, best_val, tokens_seen, seconds_before = 0, float('inf'), 0, 0.0
+    step, best_val, tokens_seen, seconds_before, lineage = 0, float('inf'), 0, 0.0, None
     if cfg['resume'] and os.path.exists(ckpt_path):
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ckpt['model_args'] != model_args:
@@ -298,9 +336,14 @@ def train(cfg):
         optimizer.load_state_dict(ckpt['optimizer'])
         step, best_val, tokens_seen = ckpt['step'], ckpt['best_val_loss'], ckpt['tokens_seen']
         seconds_before = ckpt.get('seconds', 0.0)  # the training time of the runs before this one
+        lineage = ckpt.get('init_from')
         rng.bit_generator.state = ckpt['rng']['numpy']
         torch.set_rng_state(ckpt['rng']['torch'])
         say(f"resumed from {ckpt_path} at step {step}")
+    elif cfg['init_from']:
+        weights, lineage = load_init_weights(cfg['init_from'], model_args, tok, codec_record(data_dir, meta))
+        model.load_state_dict(weights)
+        say(f"weights from {cfg['init_from']}")
     elif cfg['resume']:
         say(f"no checkpoint at {ckpt_path}: starting from scratch")
     raw_model = model  # checkpoints hold the uncompiled module: no '_orig_mod.' prefixes
@@ -316,7 +359,7 @@ def train(cfg):
             save_checkpoint(ckpt_path, dict(
                 model=raw_model.state_dict(), model_args=model_args, vocab=tok.to_dict(), codec=codec_state,
                 codec_info=codec_info, config=cfg, data_meta=meta, optimizer=optimizer.state_dict(), step=step,
-                tokens_seen=tokens_seen, best_val_loss=best_val, seconds=seconds,
+                tokens_seen=tokens_seen, best_val_loss=best_val, seconds=seconds, init_from=lineage,
                 rng=dict(numpy=rng.bit_generator.state, torch=torch.get_rng_state())))
 
     tokens_per_step = cfg['batch_size'] * cfg['block_size'] * cfg['grad_accum']

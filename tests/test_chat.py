@@ -81,6 +81,29 @@ def test_answers_are_read_by_their_value():
     assert not set(asked) & {qaworld.question(held, a) for a in qaworld.ATTRIBUTES}
 
 
+def test_a_fine_tuned_checkpoint_is_checked_against_its_bases_data(tmp_path):
+    people = qaworld.make_world(40, 0.25, seed=1)
+    held = next(p for p in people if p['group'] == 'text_only')
+
+    def base(name, train_texts, val_texts=()):
+        os.makedirs(tmp_path / name)
+        with open(tmp_path / name / 'utterances.jsonl', 'w') as f:
+            for split, texts in (('train', train_texts), ('val', val_texts)):
+                f.writelines(json.dumps(dict(split=split, text=t)) + '\n' for t in texts)
+        return str(tmp_path / name)
+
+    clean = base('clean', ['Tom cleaned the white blanket.'], [qaworld.answer(held, 'pet')])  # held-out lines: fine
+    leaky = base('leaky', [qaworld.answer(held, 'town')])
+    record = lambda data, before=None: dict(checkpoint=f'{data}/ckpt.pt', step=1, data=data, before=before)
+    notes = []
+    checked = evaluation.check_base_data(people, dict(init_from=record(clean, record(str(tmp_path / 'gone')))), notes)
+    assert checked == [dict(data=clean, spoken_transcripts=1)]
+    assert len(notes) == 1 and 'not on this machine' in notes[0]  # a base whose data is absent is said, not skipped
+    with pytest.raises(ValueError, match=r'held-out fact in speech.*leaky'):  # down the chain too
+        evaluation.check_base_data(people, dict(init_from=record(clean, record(leaky))), [])
+    assert evaluation.check_base_data(people, dict(), []) == []  # trained from scratch: nothing more to check
+
+
 @pytest.fixture(scope='module')
 def qa_data(tmp_path_factory):
     """A small QA world spoken by hibari, beside 30 corpus sentences; a few training steps on it."""

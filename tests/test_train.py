@@ -1,3 +1,4 @@
+import json
 import os
 import re
 import subprocess
@@ -65,6 +66,33 @@ def test_time_limit_counts_a_resumed_runs_earlier_seconds(data_root, tmp_path):
     result = run(data_root, tmp_path, '--max_iters=50', '--resume=True', '--time_limit=60', '--schedule_clock=True',
                  '--eval_interval=100')
     assert result['step'] == 3 and 'time limit of 60 s reached at step 3' in (tmp_path / 'log.txt').read_text()
+
+
+def test_init_from_starts_from_another_runs_weights(data_root, tmp_path):
+    run(data_root, tmp_path / 'base', '--max_iters=3')
+    base = tmp_path / 'base' / 'ckpt.pt'
+    # a learning rate of 0 leaves the weights as they came: the fine-tuned checkpoint holds exactly the base's
+    result = run(data_root, tmp_path / 'tuned', '--max_iters=2', f'--init_from={base}', '--learning_rate=0',
+                 '--min_lr=0', '--eval_interval=100')
+    tuned = torch.load(tmp_path / 'tuned' / 'ckpt.pt', weights_only=False)
+    assert result['step'] == 2 and tuned['step'] == 2  # a fresh run: its own steps and schedule
+    weights = torch.load(base, weights_only=False)['model']
+    assert all(torch.equal(weights[k], v) for k, v in tuned['model'].items())
+    lineage = dict(checkpoint=str(base.resolve()), step=3, data=os.path.abspath(os.path.join(data_root, 'syn')),
+                   before=None)
+    assert tuned['init_from'] == lineage  # what eval.py checks the QA world's held-out facts against
+    run(data_root, tmp_path / 'tuned', '--max_iters=3', '--resume=True', f'--init_from={base}', '--eval_interval=100')
+    assert torch.load(tmp_path / 'tuned' / 'ckpt.pt', weights_only=False)['init_from'] == lineage  # kept on resume
+    with pytest.raises(ValueError, match=r"--init_from=.*model differs.*n_embd"):
+        run(data_root, tmp_path / 'wider', f'--init_from={base}', '--n_embd=48')
+    other = os.path.join(data_root, 'other_codec')
+    write_synthetic_dataset(other)
+    meta = json.load(open(os.path.join(other, 'meta.json')))
+    json.dump(dict(meta, codec=dict(meta['codec'], source='another codec')), open(os.path.join(other, 'meta.json'), 'w'))
+    with pytest.raises(ValueError, match=r"--init_from=.*another codec's codes"):
+        run(data_root, tmp_path / 'other', f'--init_from={base}', '--dataset=other_codec')
+    with pytest.raises(FileNotFoundError, match=r"--init_from=.*no such checkpoint"):
+        run(data_root, tmp_path / 'none', f'--init_from={tmp_path}/missing.pt')
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(data_root, tmp_path):
