@@ -41,7 +41,7 @@ python3 sample.py --ckpt=out/tiny/ckpt.pt --mode=tts --text="$tts_text" --desc="
 python3 sample.py --ckpt=out/tiny/ckpt.pt --mode=asr --wav="$demo/heard.wav" --out="$demo"
 
 echo "== 4/5 evaluate on 60 held-out sentences (and what Whisper hears, when it is installed)"
-python3 eval.py --ckpt=out/tiny/ckpt.pt --data=data/tiny --n=60 --whisper_n=60 --tts_temperature=0.1
+python3 eval.py --ckpt=out/tiny/ckpt.pt --data=data/tiny --n=60 --whisper_n=60 --tts_temperature=0.1 --probe=False  # the probe: ~10 s on what the codes carry, not on the model
 
 echo "== 5/5 summary"
 python3 - "$demo" "$start" <<'PY'

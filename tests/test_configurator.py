@@ -58,10 +58,13 @@ def test_shipped_configs_parse_against_their_defaults():
     import sweep
     from train import DEFAULTS as TRAIN
     train_configs = glob.glob(os.path.join(REPO, 'config', 'train_*.py'))
+    finetune_configs = glob.glob(os.path.join(REPO, 'config', 'finetune_*.py'))
     sweep_configs = glob.glob(os.path.join(REPO, 'config', 'sweep_*.py'))
     assert len(train_configs) >= 4 and len(sweep_configs) >= 2, (train_configs, sweep_configs)
     for path in train_configs:
         apply_overrides(TRAIN, [path])
+    for path in finetune_configs:  # read after config/train_qa.py, as their docstrings say
+        assert apply_overrides(TRAIN, [os.path.join(REPO, 'config', 'train_qa.py'), path])['init_from']
     for path in sweep_configs:
         sc = apply_overrides(sweep.SWEEP_DEFAULTS, [path])
         apply_overrides(TRAIN, sweep.override_args(sc['train']))  # the train.py values a sweep passes to every run
