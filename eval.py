@@ -672,8 +672,10 @@ def qa_measures(model, tok, ckpt, people, groups, cfg, device, notes, ear):
                    [('audio', np.array(it['codes'], dtype=np.int64))])] for it in items]
         answers = chat(model, tok, convs, max_new_tokens=QA_WRITTEN_TOKENS, temperature=0.0, batch_size=cfg['batch_size'])
         right = [qaworld.answer_value(a['text'], it['attribute']) == it['key'] for a, it in zip(answers, items)]
+        named = [r and qaworld.names_person(a['text'], it['name']) for a, it, r in zip(answers, items, right)]
         key = f"{facts}/{modality}"
         report[key] = dict(n=len(items), accuracy=float(np.mean(right)) if items else None,
+                           right_and_named=float(np.mean(named)) if items else None,
                            chance=float(np.mean([it['key'] == commonest[it['attribute']] for it in items]))
                            if items else None,
                            declined=float(np.mean([qaworld.declines(a['text']) for a in answers])) if items else None)
@@ -683,6 +685,8 @@ def qa_measures(model, tok, ckpt, people, groups, cfg, device, notes, ear):
                          for it, a, r in list(zip(items, answers, right))[:5]]
     text, spoken = report['text_only/text']['accuracy'], report['text_only/audio']['accuracy']
     report['transfer_gap'] = 1 - spoken / text if text else None
+    named_text, named_spoken = (report[f'text_only/{m}']['right_and_named'] for m in ('text', 'audio'))
+    report['transfer_gap_named'] = 1 - named_spoken / named_text if named_text else None
     if 'cascade' in report['text_only/audio']:
         report['transfer_gap_cascade'] = 1 - report['text_only/audio']['cascade']['accuracy'] / text if text else None
     report['examples'] = examples
@@ -870,9 +874,12 @@ def qa_rows(qa):
     for key, name in names.items():
         r = qa[key]
         declined = f", {fmt(r['declined'], 2)} said they don't know" if r.get('declined') else ''
-        rows.append((f"  {name} ({r['n']})", fmt(r['accuracy'], 2), f"{fmt(r['chance'], 2)} commonest answer{declined}"))
+        named = f", {fmt(r['right_and_named'], 2)} with the person's name too" if r.get('right_and_named') is not None else ''
+        rows.append((f"  {name} ({r['n']})", fmt(r['accuracy'], 2),
+                     f"{fmt(r['chance'], 2)} commonest answer{named}{declined}"))
     rows.append(("  transfer gap: 1 - spoken / text accuracy, text-only facts", fmt(qa['transfer_gap'], 2),
-                 "0 is full transfer"))
+                 "0 is full transfer" + (f"; {fmt(qa['transfer_gap_named'], 2)} with the name too"
+                                         if qa.get('transfer_gap_named') is not None else '')))
     for key in ('text_only/audio', 'both/audio'):
         c = qa[key].get('cascade')
         if c:

@@ -161,6 +161,13 @@ def answer_value(text, attribute):
     return found[0] if len(found) == 1 else None
 
 
+def names_person(text, name):
+    """Whether an answer is about `name`: every answer of the world starts with the person's name ("Pia lives in ...",
+    "Pia's favourite colour is ..."), so a right key word with another name is a lucky guess."""
+    first = text.split()[:1]
+    return bool(first) and first[0].split("'")[0].strip('.,?!') == name
+
+
 def chance_line(people, attribute):
     """Accuracy of always answering the commonest value of an attribute among these people."""
     values = [p[attribute] for p in people]

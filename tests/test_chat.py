@@ -79,6 +79,9 @@ def test_answers_are_read_by_their_value():
     asked = [q for q, _ in qaworld.unknowns(held, len(qaworld.UNKNOWNS))]  # nor a question the world cannot answer
     qaworld.check_split(people, asked + [a for _, a in qaworld.unknowns(held, len(qaworld.UNKNOWNS))])
     assert not set(asked) & {qaworld.question(held, a) for a in qaworld.ATTRIBUTES}
+    assert all(qaworld.names_person(qaworld.answer(held, a), held['name']) for a in qaworld.ATTRIBUTES)
+    assert not qaworld.names_person(qaworld.answer(held, 'pet').replace(held['name'], 'Zed'), held['name'])
+    assert not qaworld.names_person('', held['name'])
 
 
 def test_a_fine_tuned_checkpoint_is_checked_against_its_bases_data(tmp_path):
@@ -201,6 +204,7 @@ def test_chat_mode_end_to_end(qa_data, tmp_path, one_thread):
         {'text_only/text': 3, 'text_only/audio': 3, 'both/audio': 3}
     assert all(0 <= qa[k]['accuracy'] <= 1 and 0 <= qa[k]['chance'] <= 1 and 0 <= qa[k]['declined'] <= 1
                for k in ('text_only/text', 'both/audio'))
+    assert all(qa[k]['right_and_named'] <= qa[k]['accuracy'] for k in ('text_only/text', 'both/audio'))
     assert qaworld.declines("I don't know how old Pia is.") and not qaworld.declines('Pia lives in Lisbon.')
     assert 'QA answer accuracy' in evaluation.table(report)
 
