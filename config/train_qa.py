@@ -20,7 +20,8 @@ name in questions the world cannot answer (--qa_unknown=6), and also in 40 corpu
 --n_train=2000), stopped at steps 3,336 and 3,451: 0.70 / 0.87 / 0.10 and 0.72 / 0.73 / 0.13 (gap 0.86 and 0.81).
 The world's questions about 120 names outside it, answered "I don't know" (--qa_strangers=120): 0.73 / 0.42 / 0.03,
 37 % of the spoken text-only questions answered "I don't know". What stops the transfer is the ear: starting from
-the speaking model's weights instead (config/finetune_qa.py, 30 minutes on top of its 50), 1.00 / 1.00 / 0.82, gap 0.18.
+the speaking model's weights instead (config/finetune_qa.py, 30 minutes on top of its 50), 1.00 / 1.00 / 0.82, gap
+0.18 (0.25 in a rerun with 20 % fewer steps).
 """
 dataset = 'qa60'
 out_dir = 'out/qa'
