@@ -229,8 +229,9 @@ def same_codec(a, b):
     """Two codec records (codec_record) that decode the same codes to the same audio."""
     if a is None or b is None or a.keys() != b.keys():
         return a == b
-    return all(len(a[k]) == len(b[k]) and all(np.array_equal(x, y) for x, y in zip(a[k], b[k])) if k == 'codebooks'
-               else a[k] == b[k] for k in a)
+    books_a, books_b = a.get('codebooks', []), b.get('codebooks', [])  # numpy arrays: compared one by one
+    same_books = len(books_a) == len(books_b) and all(np.array_equal(x, y) for x, y in zip(books_a, books_b))
+    return same_books and all(a[k] == b[k] for k in a if k != 'codebooks')
 
 
 def load_init_weights(path, model_args, tok, codec_state):
@@ -241,7 +242,7 @@ def load_init_weights(path, model_args, tok, codec_state):
     ckpt = torch.load(path, map_location='cpu', weights_only=False)
     if ckpt['model_args'] != model_args:
         diff = {k: (ckpt['model_args'].get(k), v) for k, v in model_args.items() if ckpt['model_args'].get(k) != v}
-        raise ValueError(f"--init_from={path}: the checkpoint's model differs from this run's, (theirs, ours): {diff}")
+        raise ValueError(f"--init_from={path}: the checkpoint's model differs from this run's (theirs, ours): {diff}")
     if ckpt['vocab'] != tok.to_dict():
         raise ValueError(f"--init_from={path}: the checkpoint's vocabulary is not this dataset's (prepare the data "
                          f"with the options it was trained with)")
