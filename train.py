@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import eval as evaluation
 from codec import codec_to_dict, load_codec
-from common import format_mfu, peak_flops, pick_device, pick_dtype
+from common import check_expected_vocab, format_mfu, peak_flops, pick_device, pick_dtype
 from configurator import apply_overrides, run
 from model import GPT, GPTConfig, IGNORE_INDEX
 from tokenfile import load_split, read_tokens
@@ -234,7 +234,7 @@ def same_codec(a, b):
     return same_books and all(a[k] == b[k] for k in a if k != 'codebooks')
 
 
-def load_init_weights(path, model_args, tok, codec_state):
+def load_init_weights(path, model_args, meta_path, codec_state):
     """The weights of a checkpoint another run trained, checked against this run: the same model shape, the same
     vocabulary, the same codec (the codes of one codec mean nothing to a model trained on another's)."""
     if not os.path.exists(path):
@@ -243,9 +243,7 @@ def load_init_weights(path, model_args, tok, codec_state):
     if ckpt['model_args'] != model_args:
         diff = {k: (ckpt['model_args'].get(k), v) for k, v in model_args.items() if ckpt['model_args'].get(k) != v}
         raise ValueError(f"--init_from={path}: the checkpoint's model differs from this run's (theirs, ours): {diff}")
-    if ckpt['vocab'] != tok.to_dict():
-        raise ValueError(f"--init_from={path}: the checkpoint's vocabulary is not this dataset's (prepare the data "
-                         f"with the options it was trained with)")
+    check_expected_vocab(Tokenizer.from_dict(ckpt['vocab']), meta_path, f"--init_from={path}")
     if not same_codec(ckpt['codec'], codec_state):
         raise ValueError(f"--init_from={path}: the checkpoint was trained on another codec's codes (prepare the data "
                          f"with --codec=mel:<its dataset>/codec.npz)")
@@ -329,6 +327,7 @@ def train(cfg):
     optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'], (cfg['beta1'], cfg['beta2']), device_type)
     rng = np.random.default_rng(cfg['seed'])  # the same on every rank: each draws the global batch and takes its share
     step, best_val, tokens_seen, seconds_before, lineage = 0, float('inf'), 0, 0.0, None
+    codec_state = codec_record(data_dir, meta) if master or cfg['init_from'] else None  # checkpoints carry it
     if cfg['resume'] and os.path.exists(ckpt_path):
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ckpt['model_args'] != model_args:
@@ -342,7 +341,8 @@ def train(cfg):
         torch.set_rng_state(ckpt['rng']['torch'])
         say(f"resumed from {ckpt_path} at step {step}")
     elif cfg['init_from']:
-        weights, lineage = load_init_weights(cfg['init_from'], model_args, tok, codec_record(data_dir, meta))
+        weights, lineage = load_init_weights(cfg['init_from'], model_args, os.path.join(data_dir, 'meta.json'),
+                                             codec_state)
         model.load_state_dict(weights)
         say(f"weights from {cfg['init_from']}")
     elif cfg['resume']:
@@ -353,7 +353,6 @@ def train(cfg):
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device_type == 'cuda' else None)
     codec_info = meta['codec']
-    codec_state = codec_record(data_dir, meta) if master else None
 
     def checkpoint():
         if master:
