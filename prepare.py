@@ -36,8 +36,8 @@ more with probability f - floor(f) (seeded), so 1.0 is exactly one, 0.2 one in f
 the probability that a TTS example starts with the speaker description (<desc> ... <text> ...) when the
 utterance has one. --tts_words is the probability that a TTS example is interleaved word by word (each word's
 text, then its audio: tokenizer.tts_words) when the voice tells where its words end (tinyspeech.word_ends: hibari);
---asr_words the same for ASR examples (each word's audio, then its text: tokenizer.asr_words).
-The same mixture is used for both splits.
+--asr_words the same for ASR examples (each word's audio, then its text: tokenizer.asr_words). Both apply to the
+QA world's spoken lines too (prepare.py --source=qa). The same mixture is used for both splits.
 
 Output, data/<name>/: {train,val}.bin (a header of 256 int64 [MAGIC, VERSION, itemsize, n_tokens, n_examples]
 then the ids, uint16 while the vocabulary fits, else uint32), {train,val}.idx.npy ((n_examples, 4) int64:
@@ -83,7 +83,7 @@ config = dict(
     layout='level',           # level | position (see tokenizer.py)
     tts=1.0, tts_desc=0.5, asr=1.0, text=0.2,  # task mixture, see the docstring
     tts_words=0.0,            # share of TTS examples interleaved word by word (tokenizer.tts_words), for utterances
-                              # whose voice tells where each word ends (tiny: hibari)
+                              # whose voice tells where each word ends (tiny, qa: hibari)
     asr_words=0.0,            # share of ASR examples interleaved word by word, each word's audio then its text
                               # (tokenizer.asr_words); evaluation still transcribes whole utterances
     seed=0,
@@ -796,7 +796,7 @@ def qa_examples(tok, people, heard, opts, rng):
                                   ('assistant', [('text', a2)])])
             examples.append(('chat', ids, mask, False))
         for g in fact_free_lines(p, opts):
-            examples += [transcribed(tok, g, heard, rng, opts), ('tts', *tok.tts(g, heard[g][0]), False)]
+            examples += [transcribed(tok, g, heard, rng, opts), said(tok, g, heard, rng, opts)]
             spoken.append(g)
         unknowns = qaworld.unknowns(p, opts['qa_unknown'])
         examples += unanswerable(tok, unknowns, heard, rng, opts)
@@ -818,6 +818,16 @@ def unanswerable(tok, pairs, heard, rng, opts):
         examples += [answered(tok, part, q, ans, rng, opts) for part in asked]
         examples.append(transcribed(tok, q, heard, rng, opts))
     return examples
+
+
+def said(tok, text, heard, rng, opts):
+    """A spoken line of the world as a TTS example: word by word (tokenizer.tts_words) with probability --tts_words
+    when its voice gave word timings, as the tiny corpus's are, so that a model speaking word by word practises it on
+    every name of the world, not only in the answers it also knows by heart."""
+    flat, frames = heard[text]
+    if frames is not None and opts['tts_words'] and rng.random() < opts['tts_words']:
+        return ('tts', *tok.tts_words(text.split(), flat, frames), False)
+    return ('tts', *tok.tts(text, flat), False)
 
 
 def transcribed(tok, text, heard, rng, opts):

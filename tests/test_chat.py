@@ -135,7 +135,7 @@ def test_no_held_out_fact_reaches_a_spoken_training_example(qa_data):
                   if it['group'] == 'text_only' and it['modality'] == 'audio'}
     assert len(held_audio) == 4 * len(held) == 12
     tokens, idx, _ = load_split(qa_data['data'], 'train')
-    spoken_chats, asr_by_word, answered_in_speech = 0, 0, set()
+    spoken_chats, asr_by_word, tts_whole, answered_in_speech = 0, 0, 0, set()
     for s, n, task, _ in idx:
         ids = np.asarray(tokens[s:s + n], dtype=np.int64)
         turns = tok.turns(ids) if task == 3 else [(None, tok.split(ids)[0])]
@@ -150,9 +150,11 @@ def test_no_held_out_fact_reaches_a_spoken_training_example(qa_data):
                 assert p['name'].lower() not in words or not any(p[a].lower() in words for a in qaworld.ATTRIBUTES)
             spoken_chats += task == 3
             asr_by_word += TASKS[task] == 'asr' and len(audio) > 1
+            tts_whole += TASKS[task] == 'tts' and len(audio) == 1
             if task == 3 and any(kind == 'audio' for role, ps in turns if role == 'user' for kind, _ in ps):
                 answered_in_speech |= {x for role, ps in turns if role == 'assistant' for kind, x in ps if kind == 'text'}
     assert spoken_chats > 0 and asr_by_word > 0  # --asr_words=0.5: some of the world's lines transcribed word by word
+    assert tts_whole == 0  # --tts_words=1.0: the world's lines are spoken word by word too, as the corpus's are
     # the held-out questions are in the val split instead, and every text-only fact is asked in training in text
     train_text = ' '.join(x for s, n, task, _ in idx if task == 3
                           for _, ps in tok.turns(np.asarray(tokens[s:s + n], dtype=np.int64))
