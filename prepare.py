@@ -116,7 +116,7 @@ config = dict(
     shards=0, hours=0.0,      # mls: how many shards (0: all of --files, 1 from the hub), or (hours > 0) as many
                               # as that many hours of audio need
     files='',                 # mls: local shards instead of the hub, a glob (comma-separate several)
-    workers=2,                # mls: parallel worker processes
+    workers=2,                # mls: parallel worker processes; tiny, qa: processes synthesizing a natural voice
     path='',                  # folder: the directory
     val_fraction=0.05,        # mls, folder: share of speakers (or transcripts) held out
     min_seconds=0.5, max_seconds=40.0, max_text_chars=1000,  # row validation bounds
@@ -699,7 +699,7 @@ def prepare_tiny(opts, out_dir, tok):
     engines = '; '.join(tinyspeech.engine_names(u['voice'] for u in utts))  # a missing package fails here, first
     print(f"synthesizing {len(utts)} utterances with {engines}")
     cache = synthesis_cache(utts, out_dir)
-    wavs = tinyspeech.synthesize_corpus(utts, cache=cache)
+    wavs = tinyspeech.synthesize_corpus(utts, cache=cache, workers=opts['workers'])
     ends = corpus_word_ends(utts, cache, opts)
     if ends is not None:
         print(f"--tts_words={opts['tts_words']} --asr_words={opts['asr_words']}: {sum(e is not None for e in ends)} of "
@@ -865,8 +865,8 @@ def prepare_qa(opts, out_dir, tok):
     print(f"synthesizing {len(utts)} corpus utterances and {len(records)} lines of the world "
           f"({len(people)} people) with {engines}")
     cache = synthesis_cache(utts, out_dir)
-    wavs = tinyspeech.synthesize_corpus(utts, cache=cache)
-    qa_wavs = tinyspeech.synthesize_corpus(list(records.values()), cache=cache)
+    wavs = tinyspeech.synthesize_corpus(utts, cache=cache, workers=opts['workers'])
+    qa_wavs = tinyspeech.synthesize_corpus(list(records.values()), cache=cache, workers=opts['workers'])
     ends = corpus_word_ends(utts, cache, opts)
 
     def train_audio():  # the test questions stay out of the codec's fit too

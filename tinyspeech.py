@@ -35,9 +35,11 @@ joe cannot tell). On 20 utterances Whisper's word ends differ from them by 76 ms
 word's end comes ~0.3 s after its sound stops (the model stretches the phoneme before a full stop over the pause).
 """
 import ctypes
+import functools
 import hashlib
 import itertools
 import json
+import multiprocessing
 import os
 import random
 import re
@@ -46,6 +48,7 @@ import string
 import subprocess
 import tempfile
 import wave
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import soxr
@@ -563,10 +566,10 @@ def cache_path(cache, u):
     return os.path.join(cache, hashlib.sha256(key.encode()).hexdigest()[:24] + '.npz')
 
 
-def synthesized(u, cache=None):
+def synthesized(u, cache=None, keep_only=False):
     """A make_corpus() record's (audio, word ends or None), both from one synthesis call. With a cache folder: read
     from it when there, else synthesized and kept there, the audio as 16-bit samples (returned as such either way, so
-    a resumed build encodes exactly what a fresh one does)."""
+    a resumed build encodes exactly what a fresh one does); keep_only: kept, nothing returned (fill_cache)."""
     if cache is None:
         return synthesize(u['text'], u['voice'], u['rate'], u['pitch'], return_word_ends=True)
     path = cache_path(cache, u)
@@ -579,6 +582,8 @@ def synthesized(u, cache=None):
         tmp = f"{path}.tmp{os.getpid()}.npz"
         np.savez(tmp, **kept)
         os.replace(tmp, path)  # whole files only: an interrupted build leaves no half-written audio
+    if keep_only:
+        return None
     with np.load(path) as kept:
         return kept['pcm'].astype(np.float32) / 32767, kept['word_ends'] if 'word_ends' in kept else None
 
@@ -602,11 +607,28 @@ def word_ends(u, cache=None):
     return synthesized(u, cache)[1]
 
 
-def synthesize_corpus(utts, progress=True, cache=None):
+def synthesize_corpus(utts, progress=True, cache=None, workers=1):
     """Audio for make_corpus() records, in order. cache: a folder that keeps each utterance's audio (and word ends,
     word_ends), so an interrupted or repeated build synthesizes only what is missing (prepare.py uses one for natural
-    voices, which are 10-50x slower than espeak-ng)."""
+    voices, which are 10-50x slower than espeak-ng). With a cache and workers > 1, that many processes synthesize
+    what is missing first (each voice runs on one thread: onnx_options), then the audio is read back in order."""
+    if cache is not None and workers > 1:
+        fill_cache(utts, cache, workers, progress)
     return [utterance_audio(u, cache) for u in tqdm(utts, desc='synthesis', unit='utt', disable=not progress)]
+
+
+def fill_cache(utts, cache, workers, progress, min_per_worker=100):
+    """Synthesize the records missing from the cache in `workers` processes. A process loads its voices afresh (a few
+    seconds), so a few hundred missing records are needed before it pays."""
+    missing = [u for u in utts if not os.path.exists(cache_path(cache, u))]
+    if len(missing) < min_per_worker * workers:
+        return
+    # spawn, not fork: the parent may hold torch's and onnxruntime's threads, which a forked child inherits stuck
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as pool:
+        done = pool.map(functools.partial(synthesized, cache=cache, keep_only=True), missing, chunksize=16)
+        for _ in tqdm(done, total=len(missing), desc=f'synthesis, {workers} processes', unit='utt',
+                      disable=not progress):
+            pass
 
 
 CLI_DEFAULTS = dict(n=5, out='/tmp/tiny_wavs', seed=0, sentences=0, speakers=False, voices='', genders='', rates='',
