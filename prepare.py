@@ -865,8 +865,8 @@ def prepare_qa(opts, out_dir, tok):
     print(f"synthesizing {len(utts)} corpus utterances and {len(records)} lines of the world "
           f"({len(people)} people) with {engines}")
     cache = synthesis_cache(utts, out_dir)
-    wavs = tinyspeech.synthesize_corpus(utts, cache=cache, workers=opts['workers'])
-    qa_wavs = tinyspeech.synthesize_corpus(list(records.values()), cache=cache, workers=opts['workers'])
+    wavs = tinyspeech.synthesize_corpus(utts + list(records.values()), cache=cache, workers=opts['workers'])  # one pool
+    wavs, qa_wavs = wavs[:len(utts)], wavs[len(utts):]
     ends = corpus_word_ends(utts, cache, opts)
 
     def train_audio():  # the test questions stay out of the codec's fit too

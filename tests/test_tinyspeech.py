@@ -137,7 +137,6 @@ def test_natural_voices_speak_at_the_codec_rate_and_the_cache_resumes(tmp_path, 
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
 
 
-
 def test_processes_fill_the_cache_with_what_one_process_makes(tmp_path):
     pytest.importorskip('hibari')
     utts = tinyspeech.make_corpus(3, 1, voices=['hibari'])
@@ -147,6 +146,7 @@ def test_processes_fill_the_cache_with_what_one_process_makes(tmp_path):
     two = [tinyspeech.synthesized(u, str(tmp_path / 'two')) for u in utts]
     assert all(np.array_equal(a, wav) and np.array_equal(tinyspeech.word_ends(u, str(tmp_path / 'one')), ends)
                for a, (wav, ends), u in zip(one, two, utts))
+
 
 def test_phoneme_words_end_at_their_last_sounding_phoneme():
     vocab = {c: i for i, c in enumerate(' ,.abc', 16)}
