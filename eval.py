@@ -736,7 +736,8 @@ def cascade_measure(model, tok, items, cfg):
 
 def spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes, ear):
     """Spoken questions answered in speech (written, then said: sample.chat with speak), decoded, heard by Whisper:
-    the share of answers whose key word Whisper hears, and of those whose written answer was right."""
+    the share of answers whose key word Whisper hears, and of those whose written answer was right; beside it, the
+    world's own voice saying the same answers, as it is and through the codec (voice_answer_measure: the ceiling)."""
     if not cfg['qa_speak_n']:
         return dict(skipped='qa_speak_n=0')
     codec, why = rebuild_codec(ckpt, device)
@@ -745,6 +746,7 @@ def spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes, ear):
         notes.append(f"spoken answers not heard: {name}")
         return dict(skipped=name)
     words = speaks_word_by_word(ckpt, cfg['tts_words'])
+    voice, why_no_voice = world_voice(cfg['data'])
     out = dict(model=name, word_by_word=words, temperature=cfg['tts_temperature'])
     for (facts, modality), items in groups.items():
         if modality != 'audio':
@@ -764,7 +766,39 @@ def spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes, ear):
             if any(written) else None,
             examples=[dict(question=it['question'], written=a['text'], heard=h) for it, a, h in
                       list(zip(items, answers, heard))[:5]])
+        if voice is not None and items:
+            out[f"{facts}/audio"]['voice'] = voice_answer_measure(items, voice, codec, transcribe)
+    if voice is None:
+        out['voice'] = dict(skipped=why_no_voice)
     return out
+
+
+def world_voice(data_dir):
+    """The record of the voice that spoke the QA world (prepare.prepare_qa: the corpus's first training speaker), to
+    say other lines with, or (None, why not)."""
+    with open(os.path.join(data_dir, 'meta.json')) as f:
+        speaker = ((json.load(f).get('source_info') or {}).get('qa') or {}).get('speaker')
+    voiced = [r for r in read_utterances(data_dir) or [] if r['speaker'] == speaker and r.get('voice')]
+    if not voiced:
+        return None, f"the world's speaker ({speaker}) has no voiced record in {data_dir}/utterances.jsonl"
+    return voiced[0], None
+
+
+def voice_answer_measure(items, voice, codec, transcribe):
+    """The ceiling for spoken answers: the world's own voice says each expected answer, and Whisper hears it as it is
+    and through the codec (encoded, then decoded): the share of answers whose key word it hears each way. A model
+    that learned the voice through the codec is not expected to be heard better than the codec's own resynthesis."""
+    try:
+        wavs = [tinyspeech.synthesize(it['answer'], voice['voice'], voice['rate'], voice['pitch']) for it in items]
+    except RuntimeError as e:  # a voice's package missing, or no audio
+        return dict(skipped=f"the world's voice could not speak ({e})")
+    heard = lambda wav: same_spelling(transcribe(wav)).split()
+    keys = [same_spelling(it['key']) for it in items]
+    through = [heard(codec.decode(codec.encode(w))) for w in wavs]
+    return dict(key_word_heard=float(np.mean([k in heard(w) for k, w in zip(keys, wavs)])),
+                key_word_heard_through_codec=float(np.mean([k in h for k, h in zip(keys, through)])),
+                examples=[dict(said=it['answer'], heard_through_codec=' '.join(h)) for it, h in
+                          list(zip(items, through))[:5]])
 
 
 def evaluate_checkpoint(cfg):
@@ -898,6 +932,11 @@ def qa_rows(qa):
             rows.append((f"  {names[key]} ({s[key]['n']})",
                          fmt(s[key]['key_word_heard'], 2),
                          f"{fmt(s[key]['key_word_heard_when_written_right'], 2)} where the written answer was right"))
+            v = s[key].get('voice', {})
+            if 'key_word_heard' in v:
+                rows.append(("    the world's voice saying the same answers / through the codec",
+                             f"{fmt(v['key_word_heard'], 2)} / {fmt(v['key_word_heard_through_codec'], 2)}",
+                             "the ceiling for speech through this codec"))
     return rows
 
 

@@ -232,3 +232,27 @@ def test_bad_chat_input_is_named(qa_data, tmp_path, one_thread):
         prepare.resolve_options(dict(prepare.config, source='qa', qa_unknown=7))
     with pytest.raises(ValueError, match='qa_strangers=500: 194 names are left beside 12 people'):
         qaworld.strangers(qaworld.make_world(12), 500)
+
+
+def test_the_worlds_voice_gives_the_ceiling_for_spoken_answers(qa_data, one_thread):
+    """Whisper hears the key word in the world's own voice saying the answers; the codec's resynthesis is scored too."""
+    pytest.importorskip('faster_whisper')
+    transcribe, name = evaluation.whisper_transcriber('auto', 'cpu')
+    if transcribe is None:
+        pytest.skip(name)
+    voice, why = evaluation.world_voice(qa_data['data'])
+    assert why is None and voice['voice'] == 'hibari'
+    with open(os.path.join(qa_data['data'], 'qa.json')) as f:
+        items = [it for it in json.load(f)['test'] if it['modality'] == 'audio'][:4]
+    _, _, codec, _ = sample.load_checkpoint(qa_data['ckpt'], 'cpu')
+    heard = evaluation.voice_answer_measure(items, voice, codec, transcribe)
+    assert heard['key_word_heard'] >= 0.75  # a natural voice: the key word is there (0.95-0.975 on 40 answers)
+    assert 0 <= heard['key_word_heard_through_codec'] <= 1 and len(heard['examples']) == 4
+    assert heard['examples'][0]['said'] == items[0]['answer']
+
+
+def test_a_world_without_its_voice_says_why(tmp_path):
+    (tmp_path / 'meta.json').write_text(json.dumps(dict(source_info=dict(qa=dict(speaker='hibari/steady')))))
+    (tmp_path / 'utterances.jsonl').write_text(json.dumps(dict(speaker='joe/slow', voice='joe', text='Hi.')) + '\n')
+    voice, why = evaluation.world_voice(str(tmp_path))
+    assert voice is None and why.startswith("the world's speaker (hibari/steady) has no voiced record")
