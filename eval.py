@@ -769,6 +769,7 @@ def spoken_answer_measures(model, tok, ckpt, groups, cfg, device, notes, ear):
         if voice is not None and items:
             out[f"{facts}/audio"]['voice'] = voice_answer_measure(items, voice, codec, transcribe)
     if voice is None:
+        notes.append(f"the spoken answers' ceiling not measured: {why_no_voice}")
         out['voice'] = dict(skipped=why_no_voice)
     return out
 
@@ -933,10 +934,11 @@ def qa_rows(qa):
                          fmt(s[key]['key_word_heard'], 2),
                          f"{fmt(s[key]['key_word_heard_when_written_right'], 2)} where the written answer was right"))
             v = s[key].get('voice', {})
-            if 'key_word_heard' in v:
+            if v:
                 rows.append(("    the world's voice saying the same answers / through the codec",
+                             'skipped' if 'skipped' in v else
                              f"{fmt(v['key_word_heard'], 2)} / {fmt(v['key_word_heard_through_codec'], 2)}",
-                             "the ceiling for speech through this codec"))
+                             v.get('skipped', "the ceiling for speech through this codec")))
     return rows
 
 

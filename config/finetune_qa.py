@@ -19,8 +19,8 @@ Measured on 2 AVX-512 cores in bf16 (docs/results.md, Spoken questions): 3,817 s
 about the text-only facts 0.98, spoken questions about the same facts 0.82 (transfer gap 0.17; 0.22 with the
 person's name right too), spoken questions about facts trained in both modalities 1.00; Whisper hears the key word in
 0.07 / 0.55 of its spoken answers (0.07 / 0.57 in a second evaluation), where the world's own voice through the
-codec reaches 0.80 / 0.75 (the ceiling eval.py prints beside them). Before the world's lines were spoken word by word too (prepare.py said()), 3,665
-and 2,935 steps gave gaps of 0.18 and 0.25.
+codec reaches 0.80 / 0.75 (the ceiling eval.py prints beside them). Before the world's lines were spoken word by word
+too (prepare.py said()), 3,665 and 2,935 steps gave gaps of 0.18 and 0.25.
 """
 init_from = 'out/speak/ckpt.pt'
 dataset = 'qa60f'
