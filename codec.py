@@ -192,8 +192,8 @@ N_FFT = 2 * HOP             # 1024: reconstructs better than 2048 here, and over
 LOG_FLOOR = 1e-5            # log(max(mel, floor)): digital silence maps to one value
 GL_ITERS = 64               # Griffin-Lim iterations per decoded block (the blocks overlap, see decode_block)
 GL_MOMENTUM = 0.99          # fast Griffin-Lim (Perraudin et al. 2013): same cost per iteration, better phase
-KMEANS_ITERS = 4            # Lloyd iterations after sampling the codebooks from the data
-KMEANS_POINTS = 8           # ... on at most this many data points per code (fitting stays fast)
+KMEANS_ITERS = 20           # Lloyd iterations after sampling the codebooks from the data
+KMEANS_SAMPLE = 65536       # ... on at most this many vectors (256 per code at 256 codes; docs/results.md, Codecs)
 MEL_RIGHT_CONTEXT = 1       # frames after a decoded block that its Griffin-Lim run sees (docs/results.md, Codecs)
 PHASE_TABLE_FRAMES = 1024   # fixed random initial phases, indexed by hop frame: decoding is deterministic
 LABEL = ("log-mel residual-VQ stand-in codec, not SNAC: 80 mel bands, hop 512 at 24 kHz, codes at SNAC's "
@@ -292,9 +292,9 @@ class MelCodec:
                    for cb, codes, rate in zip(self.codebooks, levels, LEVEL_RATES))
 
     @classmethod
-    def fit(cls, wavs, n_codes=CODEBOOK_SIZE, seed=0, kmeans_iters=KMEANS_ITERS, **kwargs):
+    def fit(cls, wavs, n_codes=CODEBOOK_SIZE, seed=0, kmeans_iters=KMEANS_ITERS, kmeans_sample=KMEANS_SAMPLE, **kwargs):
         """Codebooks from the corpus, level by level on the residual of the levels before: n_codes vectors
-        sampled from the data (fewer if it has fewer distinct ones), refined by a few k-means iterations."""
+        sampled from the data (fewer if it has fewer distinct ones), refined by k-means on a sample of the data."""
         if not 0 < n_codes <= CODEBOOK_SIZE:
             raise ValueError(f"n_codes must be in 1..{CODEBOOK_SIZE}, got {n_codes}")
         if len(wavs) == 0:
@@ -306,7 +306,7 @@ class MelCodec:
         for rate in LEVEL_RATES:
             group = LEVEL_RATES[-1] // rate
             means = residual.reshape(-1, group, len(filterbank)).mean(1)
-            codebook = kmeans(means, n_codes, kmeans_iters, rng)
+            codebook = kmeans(means, n_codes, kmeans_iters, rng, kmeans_sample)
             residual = residual - np.repeat(codebook[nearest(means, codebook)], group, axis=0)
             codebooks.append(codebook)
         return cls(codebooks, **kwargs)
@@ -382,15 +382,15 @@ class MelCodec:
             raise ValueError(f"{path}: not a MelCodec file ({type(e).__name__}: {e})") from None
 
 
-def kmeans(x, k, iters, rng, points_per_code=KMEANS_POINTS):
+def kmeans(x, k, iters, rng, sample=KMEANS_SAMPLE):
     """(n, d) -> (min(k, distinct rows), d) centroids: k distinct rows sampled from x, then Lloyd iterations
-    on a sample of at most points_per_code * k rows (a centroid that loses all its points stays put)."""
+    on a sample of at most `sample` rows (a centroid that loses all its points stays put)."""
     distinct = np.unique(x[rng.choice(len(x), min(len(x), 4 * k), replace=False)], axis=0)  # silence repeats
     if len(distinct) < k and len(x) > 4 * k:
         distinct = np.unique(x, axis=0)  # slow on a big corpus; rarely needed
     centroids = distinct[rng.choice(len(distinct), min(k, len(distinct)), replace=False)].copy()
-    if len(x) > points_per_code * k:
-        x = x[rng.choice(len(x), points_per_code * k, replace=False)]
+    if len(x) > sample:
+        x = x[rng.choice(len(x), sample, replace=False)]
     for _ in range(iters):
         assign = nearest(x, centroids)
         sums = np.zeros_like(centroids)
