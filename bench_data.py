@@ -5,6 +5,7 @@ Speed and quality figures of the data path, printed for docs/results.md, never a
     python bench_data.py --what=codec      # codec encode / decode / streaming speed (random-weight SNAC, stand-in)
     python bench_data.py --what=prepare    # MLS row parsing, espeak-ng synthesis and stand-in encoding speed
     python bench_data.py --what=table,codec --mel=data/tiny/codec.npz --threads=2   # with a fitted stand-in
+    python bench_data.py --what=fit --data=data/hibari_w256_12k   # how k-means fits the stand-in, heard by Whisper
 
 Without --mel a stand-in codec is fitted on 200 espeak-ng utterances of the tiny corpus first (a few seconds).
 On a busy 2-core machine prefer --threads=1 (and OPENBLAS_NUM_THREADS=1): two-thread BLAS stalls when another
@@ -20,17 +21,22 @@ import numpy as np
 import torch
 
 import tinyspeech
-from codec import (FIRST_FRAMES, LEFT_CONTEXT, MAX_STEP_FRAMES, RIGHT_CONTEXT, MelCodec, SnacCodec, StreamingDecoder,
-                   log_mel, make_random_snac, random_levels)
+from codec import (FIRST_FRAMES, KMEANS_ITERS, KMEANS_SAMPLE, LEFT_CONTEXT, MAX_STEP_FRAMES, RIGHT_CONTEXT, MelCodec,
+                   SnacCodec, StreamingDecoder, log_mel, make_random_snac, mel_filterbank, random_levels)
 from common import start
 from configurator import apply_overrides, run
+from eval import read_utterances, same_spelling, score_transcripts, whisper_transcriber
 from prepare import SEPARATORS, config as prepare_config, iter_rows, prepare_shard, resolve_options, validate_row
 from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SAMPLES, LEVEL_RATES, SAMPLE_RATE, flatten
 
 DEFAULTS = dict(
-    what='table,codec,prepare',  # any of table, codec, prepare, comma-separated
+    what='table,codec,prepare',  # any of table, codec, prepare, fit, comma-separated
     mel='',                      # a fitted stand-in codec (.npz); '' fits one on 200 tiny-corpus utterances
     threads=2,                   # torch threads for the codec figures
+    data='data/hibari_w256_12k', # fit: a corpus prepared with --source=tiny (its synthesis cache makes it fast)
+    mel_codes=256,               # fit: codes per level
+    fit_train=4000,              # fit: training utterances the codebooks are fitted on
+    fit_val=60,                  # fit: held-out utterances encoded, decoded and heard
 )
 
 # -----------------------------------------------------------------------------
@@ -173,6 +179,43 @@ def bench_codec(threads=2, seconds=10.0, mel=None):
 # -----------------------------------------------------------------------------
 # data preparation speed
 
+def corpus_audio(data_dir, split, n):
+    """The first n utterances of a split of a prepared tiny-source corpus: (records, 24 kHz audio), read from its
+    synthesis cache when it has one (else synthesized again)."""
+    records = read_utterances(data_dir)
+    if records is None:
+        raise ValueError(f"--data={data_dir}: no utterances.jsonl there (prepare a corpus with --source=tiny)")
+    chosen = [r for r in records if r['split'] == split][:n]
+    cache = os.path.join(data_dir, 'synth')
+    return chosen, [tinyspeech.utterance_audio(r, cache if os.path.isdir(cache) else None) for r in chosen]
+
+
+def bench_fit(data_dir, n_codes, n_train, n_val):
+    """How well k-means fits the stand-in's codebooks: a few settings, each fitted on the same training audio; the
+    held-out audio's log-mel quantization error and, with Whisper, its resynthesis heard (the floor for any TTS)."""
+    _, train_wavs = corpus_audio(data_dir, 'train', n_train)
+    val, val_wavs = corpus_audio(data_dir, 'val', n_val)
+    transcribe, ear = whisper_transcriber('auto', 'cpu')
+    print(f"{data_dir}: fitted on {len(train_wavs)} training utterances, {n_codes} codes per level; "
+          f"{len(val)} held-out utterances; ear: {ear}")
+    filterbank = mel_filterbank()
+    val_mels = [log_mel(w, filterbank) for w in val_wavs]
+    refs = [same_spelling(r['text']) for r in val]
+    print("| k-means iterations | vectors (at most) | fit (s) | held-out log-mel error (mean square) | Whisper CER / WER |")
+    print("|---|---|---|---|---|")
+    for iters, sample in ((4, 8 * n_codes), (10, 64 * n_codes), (KMEANS_ITERS, KMEANS_SAMPLE)):
+        t0 = time.time()
+        codec = MelCodec.fit(train_wavs, n_codes=n_codes, seed=0, kmeans_iters=iters, kmeans_sample=sample)
+        t_fit = time.time() - t0
+        error = np.mean(np.concatenate([((codec.dequantize(codec.encode(w)) - m) ** 2).mean(1)
+                                        for w, m in zip(val_wavs, val_mels)]))
+        heard = ''
+        if transcribe is not None:
+            s = score_transcripts(refs, [same_spelling(transcribe(codec.decode(codec.encode(w)))) for w in val_wavs])
+            heard = f"{s['cer']:.3f} / {s['wer']:.3f}"
+        print(f"| {iters} | {sample:,} | {t_fit:.1f} | {error:.4f} | {heard} |", flush=True)
+
+
 def synthetic_mls_rows(n_rows, seed=0, style='plain'):
     """Rows in the real schema with random codes: ~10 s of audio and a 150-character transcript each."""
     rng = np.random.default_rng(seed)
@@ -233,9 +276,9 @@ def bench_prepare(n_rows=2000, n_utts=200):
 def main(argv):
     cfg = apply_overrides(DEFAULTS, argv)
     what = cfg['what'].split(',')
-    unknown = set(what) - {'table', 'codec', 'prepare'}
+    unknown = set(what) - {'table', 'codec', 'prepare', 'fit'}
     if unknown:
-        raise ValueError(f"--what={cfg['what']}: unknown {sorted(unknown)}; choose from table, codec, prepare")
+        raise ValueError(f"--what={cfg['what']}: unknown {sorted(unknown)}; choose from table, codec, prepare, fit")
     start('cpu', cfg['threads'])
     if 'table' in what:
         snac_context_table()
@@ -244,6 +287,8 @@ def main(argv):
         bench_codec(cfg['threads'], mel=cfg['mel'])
     if 'prepare' in what:
         bench_prepare()
+    if 'fit' in what:
+        bench_fit(cfg['data'], cfg['mel_codes'], cfg['fit_train'], cfg['fit_val'])
 
 
 if __name__ == '__main__':

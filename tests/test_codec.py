@@ -208,3 +208,13 @@ def test_streaming_decoder_buffers_and_resets(mel):
         decoder.flush()
     with pytest.raises(ValueError):
         decoder.push([CODEBOOK_SIZE])
+
+
+def test_kmeans_iterations_lower_the_held_out_quantization_error(speech):
+    """Fitted codebooks beat codebooks sampled from the data, on sentences they were not fitted on (the corpus
+    codec's Whisper CER fell from 0.095 to 0.060 with better-fitted codebooks: docs/results.md, Codecs)."""
+    def held_out_error(iters):
+        c = codec.MelCodec.fit(speech[:8], n_codes=32, seed=0, kmeans_iters=iters)
+        return np.mean([((c.dequantize(c.encode(w)) - codec.log_mel(w, c.filterbank)) ** 2).mean() for w in speech[8:]])
+    sampled, fitted = held_out_error(0), held_out_error(codec.KMEANS_ITERS)
+    assert fitted < 0.5 * sampled, (sampled, fitted)  # measured 0.66 against 2.04
