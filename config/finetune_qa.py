@@ -13,9 +13,9 @@ model's shape), and eval.py checks that the speaking model's data spoke none of 
     python eval.py --ckpt=out/qa_ft/ckpt.pt --data=data/qa60f --tts_temperature=0.1 --n=60
     python sample.py --ckpt=out/qa_ft/ckpt.pt --mode=chat --turn="Where does Jill live?" --speak=True --temperature=0.1
 
-The rest is config/train_qa.py's, the learning rate included: the run warms up to it again, which costs the
-speaking model some of its speech while the facts are learned (Whisper TTS CER 0.17 before, on 60 held-out corpus
-sentences; 0.16 after, on 30 of the world's; 0.19 and 0.22 with the codebooks fitted before).
+The rest is config/train_qa.py's, the learning rate included: the run warms up to it again while the facts are
+learned, and the speech holds (Whisper TTS CER 0.17 before, on 60 held-out corpus sentences; 0.16 after, on 30 of
+the world's; with the codebooks fitted before, 0.19 and 0.22).
 Measured on 2 AVX-512 cores in bf16 (docs/results.md, Spoken questions): 3,503 steps in 30 minutes; text questions
 about the text-only facts 1.00, spoken questions about the same facts 0.83 (transfer gap 0.17; 0.22 with the
 person's name right too), spoken questions about facts trained in both modalities 1.00; Whisper hears the key word in
