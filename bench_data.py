@@ -40,7 +40,7 @@ DEFAULTS = dict(
 )
 
 # -----------------------------------------------------------------------------
-# codecs: streaming decode vs one-shot, and speed
+# codecs: streaming decode vs one-shot, speed, and how the stand-in is fitted
 
 def snr_db(reference, estimate):
     noise = float(((reference - estimate) ** 2).sum())
@@ -176,9 +176,6 @@ def bench_codec(threads=2, seconds=10.0, mel=None):
           f"frame): {dec:.2f} s for {seconds:.0f} s (RTF {dec / seconds:.3f}); streaming: first decode "
           f"{first * 1e3:.0f} ms, then {per_frame * 1e3:.1f} ms per frame")
 
-# -----------------------------------------------------------------------------
-# data preparation speed
-
 def corpus_audio(data_dir, split, n):
     """The first n utterances of a split of a prepared tiny-source corpus: (records, 24 kHz audio), read from its
     synthesis cache when it has one (else synthesized again)."""
@@ -215,6 +212,9 @@ def bench_fit(data_dir, n_codes, n_train, n_val):
             heard = f"{s['cer']:.3f} / {s['wer']:.3f}"
         print(f"| {iters} | {sample:,} | {t_fit:.1f} | {error:.4f} | {heard} |", flush=True)
 
+
+# -----------------------------------------------------------------------------
+# data preparation speed
 
 def synthetic_mls_rows(n_rows, seed=0, style='plain'):
     """Rows in the real schema with random codes: ~10 s of audio and a 150-character transcript each."""
