@@ -12,6 +12,7 @@ On a busy 2-core machine prefer --threads=1 (and OPENBLAS_NUM_THREADS=1): two-th
 process holds a core.
 """
 import csv
+import json
 import math
 import os
 import tempfile
@@ -25,7 +26,7 @@ from codec import (FIRST_FRAMES, KMEANS_ITERS, KMEANS_SAMPLE, LEFT_CONTEXT, MAX_
                    SnacCodec, StreamingDecoder, log_mel, make_random_snac, mel_filterbank, random_levels)
 from common import start
 from configurator import apply_overrides, run
-from eval import read_utterances, same_spelling, score_transcripts, whisper_transcriber
+from eval import read_utterances, same_spelling, score_transcripts, source_audio, whisper_transcriber
 from prepare import SEPARATORS, config as prepare_config, iter_rows, prepare_shard, resolve_options, validate_row
 from tokenizer import CODEBOOK_SIZE, FRAME_LEN, FRAME_SAMPLES, LEVEL_RATES, SAMPLE_RATE, flatten
 
@@ -177,14 +178,19 @@ def bench_codec(threads=2, seconds=10.0, mel=None):
           f"{first * 1e3:.0f} ms, then {per_frame * 1e3:.1f} ms per frame")
 
 def corpus_audio(data_dir, split, n):
-    """The first n utterances of a split of a prepared tiny-source corpus: (records, 24 kHz audio), read from its
-    synthesis cache when it has one (else synthesized again)."""
+    """The first n utterances of a split of a prepared corpus: (records, their audio before the codec, 24 kHz), as
+    eval.source_audio finds it (the synthesis cache of a tiny-source corpus, or a folder source's files)."""
     records = read_utterances(data_dir)
     if records is None:
         raise ValueError(f"--data={data_dir}: no utterances.jsonl there (prepare a corpus with --source=tiny)")
+    with open(os.path.join(data_dir, 'meta.json')) as f:
+        meta = json.load(f)
     chosen = [r for r in records if r['split'] == split][:n]
-    cache = os.path.join(data_dir, 'synth')
-    return chosen, [tinyspeech.utterance_audio(r, cache if os.path.isdir(cache) else None) for r in chosen]
+    found = [source_audio(r, data_dir, meta) for r in chosen]
+    why = next((why for wav, why in found if wav is None), None)
+    if why:
+        raise ValueError(f"--data={data_dir}: {why}")
+    return chosen, [wav for wav, _ in found]
 
 
 def bench_fit(data_dir, n_codes, n_train, n_val):
@@ -204,11 +210,11 @@ def bench_fit(data_dir, n_codes, n_train, n_val):
         t0 = time.time()
         codec = MelCodec.fit(train_wavs, n_codes=n_codes, seed=0, kmeans_iters=iters, kmeans_sample=sample)
         t_fit = time.time() - t0
-        error = np.mean(np.concatenate([((codec.dequantize(codec.encode(w)) - m) ** 2).mean(1)
-                                        for w, m in zip(val_wavs, val_mels)]))
+        codes = [codec.encode(w) for w in val_wavs]
+        error = np.mean(np.concatenate([((codec.dequantize(c) - m) ** 2).mean(1) for c, m in zip(codes, val_mels)]))
         heard = ''
         if transcribe is not None:
-            s = score_transcripts(refs, [same_spelling(transcribe(codec.decode(codec.encode(w)))) for w in val_wavs])
+            s = score_transcripts(refs, [same_spelling(transcribe(codec.decode(c))) for c in codes])
             heard = f"{s['cer']:.3f} / {s['wer']:.3f}"
         print(f"| {iters} | {sample:,} | {t_fit:.1f} | {error:.4f} | {heard} |", flush=True)
 

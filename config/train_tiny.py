@@ -11,8 +11,9 @@ A 4-layer model of width 128 (0.79 M non-embedding parameters) reads ~10 M token
 parameter; small batches and many steps, because hearing arrives late (docs/results.md, What made it hear).
 Measured (docs/results.md, Demo) on 2 AVX-512 cores: 4,600-5,300 steps in 660 s; on 60 held-out sentences Whisper
 tiny.en hears its TTS (temperature 0.1) at CER 0.27 (the codec's own resynthesis: 0.07) and its ASR CER is 0.27-0.36
-(three runs; with the codebooks fitted before, TTS 0.31-0.36 and ASR 0.29-0.45 in four). At batch 8 and ASR 3x (3,000 steps): ASR CER 0.38, TTS CER 0.37-0.39. Three layers spoke better (0.30)
-and heard far worse (0.48); five had too few steps for either.
+(three runs; with the codebooks fitted before, TTS 0.31-0.36 and ASR 0.29-0.45 in four). At batch 8 and ASR 3x
+(3,000 steps): ASR CER 0.38, TTS CER 0.37-0.39. Three layers spoke better (0.30) and heard far worse (0.48); five had
+too few steps for either.
 """
 dataset = 'tiny'
 out_dir = 'out/tiny'
