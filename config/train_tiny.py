@@ -32,6 +32,6 @@ eval_interval = 3500     # two evaluations: each costs a few seconds of the demo
 eval_examples = 96
 log_interval = 100
 ckpt_interval = 3500
-time_limit = 660.0       # a guard for slower machines: the run stops cleanly there, with its checkpoint
+time_limit = 570.0       # a guard for slower machines: the run stops cleanly there, with its checkpoint
 schedule_clock = True    # ... and its learning rate has decayed by then (train.py)
 compile = False          # on CPU compiling costs 15-25 s per model size (docs/results.md, Training throughput)

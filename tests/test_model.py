@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 
 from generate import compile_decoding, decode_one, generate, prefill, sample_logits, setup_cache
-from model import GPT, GPTConfig, IGNORE_INDEX, apply_rotary, attend_one_token, rotary_tables
+from model import GPT, GPTConfig, IGNORE_INDEX, apply_rotary, attend_one_token, causal_attention, rotary_tables
 
 
 def tiny(vocab=300, block=64, **kw):
@@ -162,3 +162,19 @@ def test_one_token_attention_written_out_matches_sdpa():
     assert torch.allclose(attend_one_token(q, k, v), F.scaled_dot_product_attention(q, k, v), atol=1e-5)
     b = [t.bfloat16() for t in (q, k, v)]
     assert torch.allclose(attend_one_token(*b).float(), F.scaled_dot_product_attention(*b).float(), atol=2e-2)
+
+
+def test_causal_attention_written_out_matches_sdpa_and_a_bf16_forward_keeps_the_loss():
+    """The CPU bf16 path (causal_attention) against scaled_dot_product_attention, fp32 and bf16; and a bf16 forward
+    on CPU, which takes it, gives the loss of the same weights in float32 to bf16's precision."""
+    q, k, v = (torch.randn(2, 3, 37, 16) for _ in range(3))
+    assert torch.allclose(causal_attention(q, k, v), F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-5)
+    b = [t.bfloat16() for t in (q, k, v)]
+    assert torch.allclose(causal_attention(*b).float(),
+                          F.scaled_dot_product_attention(*b, is_causal=True).float(), atol=3e-2)
+    model = tiny()
+    idx = torch.randint(0, 300, (2, 40), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        _, loss32 = model(idx[:, :-1], idx[:, 1:])
+        _, loss16 = model.to(torch.bfloat16)(idx[:, :-1], idx[:, 1:])
+    assert abs(loss16.item() - loss32.item()) < 0.05
