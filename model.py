@@ -6,7 +6,8 @@ Notable choices:
   rows for fast matmuls, and the padded ids are never sampled
 - pre-norm blocks with a parameter-free LayerNorm (no scale or bias, as OLMo: Groeneveld et al. 2024), rotary
   position embeddings, causal attention through
-  scaled_dot_product_attention, a GELU MLP, no biases, optional weight tying (on by default)
+  scaled_dot_product_attention (written out in bf16 on CPU, where that is faster), a GELU MLP, no biases, optional
+  weight tying (on by default)
 - forward(idx, targets) returns (logits, loss); targets equal to IGNORE_INDEX (-1) carry no loss, which
   is how training puts the loss on the target span only (TTS: the audio, ASR: the transcript)
 - `hidden(idx, start)` also writes into a static KV cache the gpt-fast way (preallocated buffers, one per layer);
@@ -124,7 +125,7 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         elif start is None and T > 1 and x.device.type == 'cpu' and q.dtype == torch.bfloat16 and not dropout:
             # a whole sequence in bf16 on CPU (training, evaluation): the CPU flash kernel was 60 % of a demo step
-            # (torch.profiler); written out, steps took a quarter less time (docs/results.md, Training throughput).
+            # (torch.profiler); written out, a demo step took a fifth less time (docs/results.md, Training throughput).
             # In float32 the kernel is the faster one.
             y = causal_attention(q, k, v)
         else:  # a single new token attends to all the cache; a fresh sequence is causal

@@ -16,10 +16,11 @@ the output layer (9,439 tokens/s in training against 7,910 with 12,554 ids). 12,
 more sentences, fewer repeats. Six layers rather than four: four read 12 % more tokens in the 50 minutes to the same
 loss, and heard and spoke worse (Whisper CER 0.22).
 
-Measured on 2 AVX-512 cores in bf16 (docs/results.md, It speaks): the time limit stops it at step 6,061-6,862
-(~0.44-0.50 s a step as the machine's speed varies, evaluations included; the learning rate is then near its floor);
-on 60 held-out sentences Whisper tiny.en hears its TTS at CER 0.17 at temperature 0.1 (the codec's resynthesis:
-0.06), its ASR CER is 0.05.
+Measured on 2 AVX-512 cores in bf16 (docs/results.md, It speaks), before 8e8e3cc made a step of this size ~15 %
+faster: the time limit stops it at step 6,061-6,862 (~0.44-0.50 s a step as the machine's speed varies, evaluations
+included; the learning rate is then near its floor); on 60 held-out sentences Whisper tiny.en hears its TTS at CER
+0.17 at temperature 0.1 (the codec's resynthesis: 0.06), its ASR CER is 0.05. The whole hour (58 minutes, 6,506
+steps) spoke no better: 0.18.
 """
 dataset = 'hibari_w256_12k'
 out_dir = 'out/speak'
