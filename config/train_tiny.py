@@ -13,9 +13,8 @@ Measured (docs/results.md, Demo) on 2 AVX-512 cores: 4,300-4,800 steps in 570 s;
 tiny.en hears its TTS (temperature 0.1) at CER 0.25-0.29 (the codec's own resynthesis: 0.07) and its ASR CER is
 0.31-0.43 (three runs; `bash demo.sh` took 14.1-14.7 minutes, install included). With 660 s, before the attention
 was written out for bf16 on CPU: 4,600-5,300 steps, TTS 0.27 and ASR 0.27-0.36 in three runs, and the demo took
-16.3 minutes with its install at a slow moment of the machine. At batch 8 and ASR 3x
-(3,000 steps): ASR CER 0.38, TTS CER 0.37-0.39. Three layers spoke better (0.30) and heard far worse (0.48); five had
-too few steps for either.
+16.3 minutes with its install at a slow moment of the machine. At batch 8 and ASR 3x (3,000 steps): ASR CER 0.38,
+TTS CER 0.37-0.39. Three layers spoke better (0.30) and heard far worse (0.48); five had too few steps for either.
 """
 dataset = 'tiny'
 out_dir = 'out/tiny'
