@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export OPENBLAS_NUM_THREADS=1   # the stand-in codec's small matmuls run faster single-threaded (bench_data.py --what=prepare)
 start=$(date +%s)
+minutes=${DEMO_MINUTES:-15}
+[[ $minutes =~ ^[0-9]+$ ]] || { echo "DEMO_MINUTES=$minutes: give whole minutes, e.g. DEMO_MINUTES=20" >&2; exit 2; }
 
 echo "== install"
 python3 -m pip install -q torch==2.13.0   # the CPU build; a bare `torch` would pull a multi-GB CUDA build
@@ -21,8 +23,7 @@ corpus_seconds=$(( $(date +%s) - corpus_start ))
 
 # Training gets what is left of the demo's minutes once the steps after it are paid for. Those (sampling,
 # evaluation with Whisper, the summary) took up to 100 s plus about as long as the corpus on both CPUs measured
-# (docs/results.md, Demo): about 560 s of training on AVX-512 cores, 360 s on AVX2-only ones, which are half as fast.
-minutes=${DEMO_MINUTES:-15}
+# (docs/results.md, Demo): about 560 s of training on AVX-512 cores, 430-470 s on AVX2-only ones (half as fast).
 train_seconds=$(( minutes * 60 - ($(date +%s) - start) - 100 - corpus_seconds ))
 train_seconds=$(( train_seconds < 120 ? 120 : train_seconds ))
 
