@@ -27,7 +27,7 @@ corpus_seconds=$(( $(date +%s) - corpus_start ))
 train_seconds=$(( minutes * 60 - ($(date +%s) - start) - 100 - corpus_seconds ))
 train_seconds=$(( train_seconds < 120 ? 120 : train_seconds ))
 
-echo "== 2/5 train config/train_tiny.py (out/tiny) for ${train_seconds} s, so that the demo ends within ${minutes} minutes"
+echo "== 2/5 train config/train_tiny.py (out/tiny) for ${train_seconds} s: what ${minutes} minutes leave, 120 s at least"
 python3 train.py config/train_tiny.py --time_limit=$train_seconds
 
 echo "== 3/5 speak a held-out sentence, then transcribe another (a held-out speaker's, when the corpus has one)"
