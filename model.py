@@ -94,6 +94,21 @@ def causal_attention(q, k, v):
     return scores.masked_fill(future, float('-inf')).softmax(dim=-1).to(v.dtype) @ v
 
 
+def causal_attention_in_chunks(q, k, v, chunks=4):
+    """q, k, v (B, nh, T, hd): causal attention as `chunks` calls of the flash kernel, each a slice of the queries
+    over the keys up to its end. On CPU the kernel splits the keys into blocks of 512 and so skips no work for
+    is_causal at T = 512; cut this way the keys after each slice are never touched: in float32 a demo step's
+    attention ran ~1.3-1.6x faster (docs/results.md, Training throughput)."""
+    T = q.size(-2)
+    size = -(-T // chunks)
+    out = []
+    for s in range(0, T, size):
+        e = min(s + size, T)
+        sees = torch.ones(e - s, e, dtype=torch.bool, device=q.device).tril(s)  # query s + i sees keys 0 .. s + i
+        out.append(F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, :e], v[:, :, :e], attn_mask=sees))
+    return torch.cat(out, dim=2)
+
+
 class CausalSelfAttention(nn.Module):
 
     def __init__(self, config):
@@ -127,8 +142,10 @@ class CausalSelfAttention(nn.Module):
         elif start is None and T > 1 and x.device.type == 'cpu' and q.dtype == torch.bfloat16 and not dropout:
             # a whole sequence in bf16 on CPU (training, evaluation): the CPU flash kernel was 60 % of a demo step
             # (torch.profiler); written out, a demo step took a fifth less time (docs/results.md, Training throughput).
-            # In float32 the kernel is the faster one.
+            # In float32 the kernel is the faster one, given a slice of the queries at a time
             y = causal_attention(q, k, v)
+        elif start is None and T >= 256 and x.device.type == 'cpu' and not dropout:
+            y = causal_attention_in_chunks(q, k, v)
         else:  # a single new token attends to all the cache; a fresh sequence is causal
             y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=dropout)
         if start is not None:
@@ -246,14 +263,93 @@ class GPT(nn.Module):
         return self.lm_head(self.hidden(idx))[..., :self.config.vocab_size]
 
     # --- optimizer
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
-        """AdamW with decay on matrices only (not on norms, which have no weights here, or on 1-D params)."""
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw'):
+        """AdamW with decay on matrices only (not on norms, which have no weights here, or on 1-D params).
+        optimizer='muon': the blocks' matrices take Muon (Jordan et al. 2024: momentum orthogonalised by Newton-Schulz
+        iterations), the embedding (and the output layer tied to it) stays on AdamW, as Muon's authors advise. The
+        update is scaled to AdamW's size (Moonshot's rule, Liu et al. 2025), so one learning rate serves both."""
         params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
+        if optimizer not in ('adamw', 'muon'):
+            raise ValueError(f"--optimizer={optimizer}: choose adamw or muon")
         fused = device_type == 'cuda'
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+        hidden = [p for p in self.blocks.parameters() if p.requires_grad and p.dim() == 2] if optimizer == 'muon' else []
+        ids = {id(p) for p in hidden}
+        rest = [p for p in params if id(p) not in ids]
+        decay = [p for p in rest if p.dim() >= 2]
+        no_decay = [p for p in rest if p.dim() < 2]
+        groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
+        adamw = torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+        if not hidden:
+            return adamw
+        return Optimizers(adamw, Muon(hidden, lr=learning_rate, weight_decay=weight_decay))
+
+
+def orthogonalize(g, steps=5):
+    """The nearest semi-orthogonal matrix to g, roughly (U S' V^T with S' in ~[0.7, 1.2] for g = U S V^T): Muon's
+    quintic Newton-Schulz iteration and coefficients (Jordan et al. 2024). bf16 on GPUs as the authors run it;
+    float32 on CPU, where bf16 matmuls are emulated on AVX2-only cores and ~15x slower."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.to(torch.bfloat16 if g.is_cuda else torch.float32)
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    x = x / (x.norm() + 1e-7)  # spectral norm <= Frobenius norm <= 1
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return (x.T if tall else x).to(g.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """SGD with Nesterov momentum whose update, a matrix, is orthogonalized (Jordan et al. 2024, "Muon"), for the
+    2-D weights inside the blocks. The update is scaled by 0.2 sqrt(max(rows, cols)) to the size of an AdamW update
+    (Liu et al. 2025, "Muon is scalable for LLM training"), so AdamW's learning rate and weight decay carry over."""
+
+    def __init__(self, params, lr, weight_decay=0.0, momentum=0.95, ns_steps=5):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, ns_steps=ns_steps))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group['params']:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if 'momentum_buffer' not in state:
+                    state['momentum_buffer'] = torch.zeros_like(p)
+                buf = state['momentum_buffer']
+                buf.lerp_(p.grad, 1 - group['momentum'])
+                update = orthogonalize(p.grad.lerp(buf, group['momentum']), group['ns_steps'])  # Nesterov
+                p.mul_(1 - group['lr'] * group['weight_decay'])
+                p.add_(update, alpha=-group['lr'] * 0.2 * max(p.shape) ** 0.5)
+
+
+class Optimizers:
+    """Several optimizers stepped as one: train.py sets the learning rate on param_groups, steps, zeroes and saves."""
+
+    def __init__(self, *optimizers):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self):
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    def step(self):
+        for o in self.optimizers:
+            o.step()
+
+    def zero_grad(self, set_to_none=True):
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self):
+        return {'optimizers': [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state):
+        if len(state.get('optimizers', ())) != len(self.optimizers):
+            raise ValueError("the checkpoint's optimizer state is of another --optimizer")
+        for o, s in zip(self.optimizers, state['optimizers']):
+            o.load_state_dict(s)
 
 
 def main(argv):

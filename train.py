@@ -60,6 +60,7 @@ DEFAULTS = dict(
     decay_frac=0.2,             # wsd: the last fraction of steps that decays
     schedule_clock=False,       # with a time_limit: the schedule is as far along as the larger share, of max_iters or of
                                 # time_limit, so a slower machine still ends its decay when the time limit stops it
+    optimizer='adamw',          # 'adamw', or 'muon' for the blocks' matrices (AdamW for the rest; model.configure_optimizers)
     weight_decay=0.1,
     beta1=0.9,
     beta2=0.95,
@@ -324,7 +325,8 @@ def train(cfg):
                       n_head=cfg['n_head'], n_embd=cfg['n_embd'], tie_weights=cfg['tie_weights'], dropout=cfg['dropout'])
     torch.manual_seed(cfg['seed'])
     model = GPT(GPTConfig(**model_args)).to(device)
-    optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'], (cfg['beta1'], cfg['beta2']), device_type)
+    optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'], (cfg['beta1'], cfg['beta2']), device_type,
+                                           cfg['optimizer'])
     rng = np.random.default_rng(cfg['seed'])  # the same on every rank: each draws the global batch and takes its share
     step, best_val, tokens_seen, seconds_before, lineage = 0, float('inf'), 0, 0.0, None
     codec_state = codec_record(data_dir, meta) if master or cfg['init_from'] else None  # checkpoints carry it

@@ -1,8 +1,10 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
 from generate import compile_decoding, decode_one, generate, prefill, sample_logits, setup_cache
-from model import GPT, GPTConfig, IGNORE_INDEX, apply_rotary, attend_one_token, causal_attention, rotary_tables
+from model import (GPT, GPTConfig, IGNORE_INDEX, Muon, Optimizers, apply_rotary, attend_one_token, causal_attention,
+                   causal_attention_in_chunks, orthogonalize, rotary_tables)
 
 
 def tiny(vocab=300, block=64, **kw):
@@ -98,11 +100,12 @@ def test_logits_at_targets_only_give_the_same_loss_and_gradients():
     assert no_target.item() == 0.0  # a window without targets adds nothing (and no NaN)
 
 
-def test_tiny_model_overfits_one_batch():
+@pytest.mark.parametrize('optimizer', ['adamw', 'muon'])
+def test_tiny_model_overfits_one_batch(optimizer):
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=300, block_size=16, n_layer=2, n_head=2, n_embd=32))
     x = torch.randint(0, 300, (2, 17))
-    opt = model.configure_optimizers(0.0, 1e-2, (0.9, 0.95), 'cpu')
+    opt = model.configure_optimizers(0.0, 1e-2, (0.9, 0.95), 'cpu', optimizer)
     for _ in range(60):
         _, loss = model(x[:, :-1], x[:, 1:])
         opt.zero_grad()
@@ -178,3 +181,38 @@ def test_causal_attention_written_out_matches_sdpa_and_a_bf16_forward_keeps_the_
         _, loss32 = model(idx[:, :-1], idx[:, 1:])
         _, loss16 = model.to(torch.bfloat16)(idx[:, :-1], idx[:, 1:])
     assert abs(loss16.item() - loss32.item()) < 0.05
+
+
+def test_causal_attention_in_chunks_matches_sdpa_forward_and_backward():
+    """The CPU float32 path for long sequences, on a length the chunks do not divide."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 301, 16, requires_grad=True) for _ in range(3))
+    grads = []
+    for attend in (causal_attention_in_chunks, lambda *t: F.scaled_dot_product_attention(*t, is_causal=True)):
+        y = attend(q, k, v)
+        y.square().sum().backward()
+        grads.append((y.detach(), *(t.grad.clone() for t in (q, k, v))))
+        for t in (q, k, v):
+            t.grad = None
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
+
+
+def test_orthogonalize_flattens_the_singular_values():
+    torch.manual_seed(0)
+    for shape in [(32, 96), (96, 32)]:
+        g = torch.randn(*shape) @ torch.diag(torch.logspace(-1, 1, shape[1])) if shape[0] > shape[1] else \
+            torch.diag(torch.logspace(-1, 1, shape[0])) @ torch.randn(*shape)  # singular values over 2 decades
+        s = torch.linalg.svdvals(orthogonalize(g))
+        assert s.min() > 0.5 and s.max() < 1.3, s  # Muon's iteration: near 1, not exactly
+
+
+def test_muon_takes_the_block_matrices_only():
+    model = GPT(GPTConfig(vocab_size=300, block_size=16, n_layer=2, n_head=2, n_embd=32))
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', 'muon')
+    adamw, muon = opt.optimizers
+    on_muon = {id(p) for g in muon.param_groups for p in g['params']}
+    assert isinstance(opt, Optimizers) and isinstance(muon, Muon)
+    assert id(model.wte.weight) not in on_muon and len(on_muon) == 4 * 2  # qkv, proj, fc, mlp proj per block
+    assert {id(p) for g in adamw.param_groups for p in g['params']} | on_muon == {id(p) for p in model.parameters()}
+    with pytest.raises(ValueError, match='--optimizer=sgd'):
+        model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', 'sgd')

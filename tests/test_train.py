@@ -48,9 +48,10 @@ def test_loss_falls_and_checkpoint_stands_alone(data_root, tmp_path):
     assert not os.path.exists(tmp_path / 'ckpt.pt.tmp')
 
 
-def test_resume_continues_bit_identically(data_root, tmp_path):
+@pytest.mark.parametrize('optimizer', ['adamw', 'muon'])
+def test_resume_continues_bit_identically(data_root, tmp_path, optimizer):
     # wsd without decay keeps the learning rate independent of max_iters, so 4 + 4 steps see the same schedule as 8
-    sched = ['--schedule=wsd', '--decay_frac=0.0', '--eval_interval=100', '--ckpt_interval=100']
+    sched = ['--schedule=wsd', '--decay_frac=0.0', '--eval_interval=100', '--ckpt_interval=100', f'--optimizer={optimizer}']
     whole = run(data_root, tmp_path / 'whole', '--max_iters=8', *sched)['losses']
     run(data_root, tmp_path / 'split', '--max_iters=4', *sched)
     rest = run(data_root, tmp_path / 'split', '--max_iters=8', '--resume=True', *sched)['losses']
