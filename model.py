@@ -6,13 +6,15 @@ Notable choices:
   rows for fast matmuls, and the padded ids are never sampled
 - pre-norm blocks with a parameter-free LayerNorm (no scale or bias, as OLMo: Groeneveld et al. 2024), rotary
   position embeddings, causal attention through
-  scaled_dot_product_attention (written out in bf16 on CPU, where that is faster), a GELU MLP, no biases, optional
-  weight tying (on by default)
+  scaled_dot_product_attention (written out in bf16 on CPU, and in float32 on CPU given a slice of the queries at
+  a time, where each is faster), a GELU MLP, no biases, optional weight tying (on by default)
 - forward(idx, targets) returns (logits, loss); targets equal to IGNORE_INDEX (-1) carry no loss, which
   is how training puts the loss on the target span only (TTS: the audio, ASR: the transcript)
 - `hidden(idx, start)` also writes into a static KV cache the gpt-fast way (preallocated buffers, one per layer);
   generate.py sets the cache up and runs prefill, one-token decoding and sampling. `forward_naive` recomputes
   everything and is kept as the reference the tests compare against
+- configure_optimizers: AdamW, or Muon for the matrices inside the blocks and AdamW for the rest (Optimizers steps
+  the two as one)
 
 Run it to print a model's parameter counts and FLOPs:  python model.py --n_layer=4 --n_embd=256
 """
