@@ -23,7 +23,7 @@ corpus_seconds=$(( $(date +%s) - corpus_start ))
 
 # Training gets what is left of the demo's minutes once the steps after it are paid for. Those (sampling,
 # evaluation with Whisper, the summary) took up to 100 s plus about as long as the corpus on both CPUs measured
-# (docs/results.md, Demo): about 560 s of training on AVX-512 cores, 430-470 s on AVX2-only ones (half as fast).
+# (docs/results.md, Demo): about 560 s of training on AVX-512 cores, 430-500 s on AVX2-only ones (half as fast).
 train_seconds=$(( minutes * 60 - ($(date +%s) - start) - 100 - corpus_seconds ))
 train_seconds=$(( train_seconds < 120 ? 120 : train_seconds ))
 
