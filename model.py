@@ -147,6 +147,7 @@ class CausalSelfAttention(nn.Module):
             # In float32 the kernel is the faster one, given a slice of the queries at a time
             y = causal_attention(q, k, v)
         elif start is None and T >= 256 and x.device.type == 'cpu' and not dropout:
+            # measured at the training length, 512; shorter sequences keep the one call
             y = causal_attention_in_chunks(q, k, v)
         else:  # a single new token attends to all the cache; a fresh sequence is causal
             y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=dropout)
@@ -287,9 +288,10 @@ class GPT(nn.Module):
 
 
 def orthogonalize(g, steps=5):
-    """The nearest semi-orthogonal matrix to g, roughly (U S' V^T with S' in ~[0.7, 1.2] for g = U S V^T): Muon's
-    quintic Newton-Schulz iteration and coefficients (Jordan et al. 2024). bf16 on GPUs as the authors run it;
-    float32 on CPU, where bf16 matmuls are emulated on AVX2-only cores and ~15x slower."""
+    """The nearest semi-orthogonal matrix to g, roughly: U S' V^T for g = U S V^T, with S' near 1 (between ~0.5 and
+    ~1.5, by design) rather than exactly 1: Muon's quintic Newton-Schulz iteration and coefficients (Jordan et al.
+    2024). bf16 on GPUs as the authors run it; float32 on CPU, where bf16 matmuls are emulated on AVX2-only cores and
+    ~15x slower."""
     a, b, c = 3.4445, -4.7750, 2.0315
     x = g.to(torch.bfloat16 if g.is_cuda else torch.float32)
     tall = x.size(0) > x.size(1)

@@ -334,6 +334,9 @@ def train(cfg):
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ckpt['model_args'] != model_args:
             raise ValueError(f"{ckpt_path} was trained with {ckpt['model_args']}, not {model_args}")
+        if ckpt['config'].get('optimizer', 'adamw') != cfg['optimizer']:
+            raise ValueError(f"{ckpt_path} was trained with --optimizer={ckpt['config'].get('optimizer', 'adamw')}, "
+                             f"not --optimizer={cfg['optimizer']}: resume it with its own")
         model.load_state_dict(ckpt['model'])
         optimizer.load_state_dict(ckpt['optimizer'])
         step, best_val, tokens_seen = ckpt['step'], ckpt['best_val_loss'], ckpt['tokens_seen']

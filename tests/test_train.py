@@ -60,6 +60,12 @@ def test_resume_continues_bit_identically(data_root, tmp_path, optimizer):
     assert 0 < first and 0 < second  # the training time, carried across the resume
 
 
+def test_resume_refuses_another_optimizer(data_root, tmp_path):
+    run(data_root, tmp_path, '--max_iters=2')
+    with pytest.raises(ValueError, match='trained with --optimizer=adamw, not --optimizer=muon'):
+        run(data_root, tmp_path, '--max_iters=4', '--resume=True', '--optimizer=muon')
+
+
 def test_time_limit_counts_a_resumed_runs_earlier_seconds(data_root, tmp_path):
     run(data_root, tmp_path, '--max_iters=2')
     ckpt = torch.load(tmp_path / 'ckpt.pt', weights_only=False)
