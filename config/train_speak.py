@@ -19,10 +19,10 @@ loss, and heard and spoke worse (Whisper CER 0.22).
 With Muon for the blocks' matrices at 3.7e-3 (1.6x AdamW's 2.3e-3, the demo's ratio), on 2 AVX2-only cores in
 float32: 2,950 steps in the 50 minutes (4,048 tokens/s), Whisper CER 0.16 on its TTS at temperature 0.1 (the codec's
 resynthesis: 0.07; 2.3x), ASR CER 0.03, duration ratio 1.00. With AdamW at 2.3e-3, measured on 2 AVX-512 cores in
-bf16 (docs/results.md, It speaks), before 8e8e3cc made a step of this size ~15 % faster: the time limit stops it at step 6,061-6,862 (~0.44-0.50 s a step as the machine's speed varies, evaluations
-included; the learning rate is then near its floor); on 60 held-out sentences Whisper tiny.en hears its TTS at CER
-0.17 at temperature 0.1 (the codec's resynthesis: 0.06), its ASR CER is 0.05. The whole hour (58 minutes, 6,506
-steps) spoke no better: 0.18.
+bf16 (docs/results.md, It speaks), before 8e8e3cc made a step of this size ~15 % faster: the time limit stops it at
+step 6,061-6,862 (~0.44-0.50 s a step as the machine's speed varies, evaluations included; the learning rate is
+then near its floor); on 60 held-out sentences Whisper tiny.en hears its TTS at CER 0.17 at temperature 0.1 (the
+codec's resynthesis: 0.06), its ASR CER is 0.05. The whole hour (58 minutes, 6,506 steps) spoke no better: 0.18.
 """
 dataset = 'hibari_w256_12k'
 out_dir = 'out/speak'

@@ -12,8 +12,9 @@ arrives late (docs/results.md, What made it hear). The blocks' matrices train wi
 AdamW, at 1.6x AdamW's learning rate: on 2 AVX2-only cores (float32, ~2,100 steps in 450 s) Muon took the held-out
 ASR CER from 0.575 to 0.377 and Whisper's CER on its TTS (temperature 0.1) from 0.443 to 0.278 (the codec's own
 resynthesis: 0.07), at AdamW's learning rate 0.416 and 0.319 (docs/results.md, Demo: Muon). demo.sh gives training
-what its 15 minutes leave after the install and the corpus: ~450 s on AVX2 cores, ~560 s on AVX-512 ones (bf16,
-about twice the steps). Measured before Muon, with AdamW at 2.8e-3: on AVX-512 cores 4,300-4,800 steps in 570 s,
+what its 15 minutes leave after the install and the corpus: 430-500 s on AVX2 cores, ~560 s on AVX-512 ones (bf16,
+about twice the steps); in a fresh clone on AVX2 (501 s, 2,601 steps, 14.6 minutes in all) it heard at ASR CER 0.30
+and spoke at 0.28. Measured before Muon, with AdamW at 2.8e-3: on AVX-512 cores 4,300-4,800 steps in 570 s,
 TTS CER 0.25-0.29 and ASR CER 0.31-0.43 (three runs); on AVX2 cores 2,232-2,305 steps, ASR 0.55-0.57, TTS
 0.40-0.46 (two runs). Three layers spoke better and heard far worse; five had too few steps for either; ASR drawn
 2.5x instead of 2x (with Muon, on AVX2) heard no better (0.385) and spoke worse (0.329).
